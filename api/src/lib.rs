@@ -9,5 +9,6 @@ pub mod crd;
 pub mod kinds;
 pub mod resources;
 pub mod store;
+pub mod testing;
 
 pub use store::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, StoreExt, WatchEvent};

@@ -1,0 +1,505 @@
+//! The `file:DIR` store: the embedded default for one host and for labs whose nodes share one
+//! machine. No server; many processes may use one directory at once.
+//!
+//! ```text
+//! DIR/lock                                   flock: shared to read, exclusive to write
+//! DIR/journal                                commit log, one JSON line per write (journal.rs)
+//! DIR/objects/<group>/<plural>/<name>.json             cluster-scoped objects
+//! DIR/objects/<group>/<plural>/<namespace>/<name>.json namespaced objects
+//! ```
+//!
+//! A write, under the exclusive lock: (1) finish whatever a dead writer left (cut a torn journal
+//! line, apply the last entry if its object file is behind); (2) check the expected revision;
+//! (3) append the entry to the journal and fsync it: the commit point; (4) write the object file
+//! (temporary file, fsync, rename, fsync of the directory) or unlink it. A process killed at any
+//! point leaves a store that the next reader or writer completes, with nothing half-written:
+//! either the whole write happened or none of it. Readers take the shared lock, so a list and
+//! its revision are one consistent snapshot. Watches poll the journal (every 50 ms by default).
+//!
+//! Never: a write without the exclusive lock, an object file written in place, an object that
+//! fails to parse skipped in silence.
+
+mod journal;
+mod watch;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use self::journal::{Change, Entry, EntryKey, io_error};
+use super::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchStream, check_kind, normalize};
+
+/// Tunables of a [`FileStore`].
+#[derive(Debug, Clone)]
+pub struct FileStoreOptions {
+    /// When the journal grows past this many bytes, the oldest half is compacted away.
+    pub journal_limit_bytes: u64,
+    /// How often a watch looks for new journal entries.
+    pub watch_poll: Duration,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions {
+            journal_limit_bytes: 64 << 20,
+            watch_poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The `file:DIR` backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    options: FileStoreOptions,
+}
+
+/// The object file's content.
+#[derive(Serialize, Deserialize)]
+struct ObjectFile {
+    revision: Revision,
+    object: Value,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `dir`, finishing any write a dead process left.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        FileStore::open_with(dir, FileStoreOptions::default())
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("objects")).map_err(io_error("create", &dir))?;
+        let store = FileStore {
+            inner: Arc::new(Inner { dir, options }),
+        };
+        let inner = &store.inner;
+        let _lock = inner.lock(FlockArg::LockExclusive)?;
+        let journal = inner.journal_path();
+        if !journal.exists() {
+            journal::create(&journal, Revision(0))?;
+        }
+        inner.recover()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    async fn blocking<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || operation(&inner))
+            .await
+            .map_err(|error| StoreError::Backend {
+                store: self.describe(),
+                message: "a store task failed".into(),
+                source: Some(Box::new(error)),
+            })?
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
+pub(super) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let temporary = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+        file.write_all(bytes).map_err(io_error("write", &temporary))?;
+        file.sync_all().map_err(io_error("fsync", &temporary))?;
+        fs::rename(&temporary, path).map_err(io_error("rename onto", path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("fsync directory", dir))
+}
+
+fn entry_key(key: &Key) -> EntryKey {
+    EntryKey {
+        api_version: key.kind.api_version(),
+        kind: key.kind.kind.clone(),
+        plural: key.kind.plural.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    }
+}
+
+impl Inner {
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal")
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.dir.display())
+    }
+
+    fn lock(&self, mode: FlockArg) -> Result<Flock<File>, StoreError> {
+        let path = self.dir.join("lock");
+        // A new open file description per lock: flock does not exclude two locks taken
+        // through the same description, as threads of one process sharing a descriptor would.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        Flock::lock(file, mode).map_err(|(_, errno)| StoreError::Io {
+            operation: "lock",
+            path: path.display().to_string(),
+            source: errno.into(),
+        })
+    }
+
+    fn kind_dir(&self, kind: &Kind) -> PathBuf {
+        let group = if kind.group.is_empty() { "core" } else { &kind.group };
+        self.dir.join("objects").join(group).join(&kind.plural)
+    }
+
+    fn object_path(&self, key: &Key) -> PathBuf {
+        let mut path = self.kind_dir(&key.kind);
+        if let Some(namespace) = &key.namespace {
+            path.push(namespace);
+        }
+        path.push(format!("{}.json", key.name));
+        path
+    }
+
+    fn entry_path(&self, key: &EntryKey) -> PathBuf {
+        let group = key.api_version.rsplit_once('/').map_or("core", |(group, _)| group);
+        let mut path = self.dir.join("objects").join(group).join(&key.plural);
+        if let Some(namespace) = &key.namespace {
+            path.push(namespace);
+        }
+        path.push(format!("{}.json", key.name));
+        path
+    }
+
+    /// Reads an object file: `None` when it does not exist.
+    fn read_file(path: &Path) -> Result<Option<ObjectFile>, StoreError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error("read", path)(error)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                location: path.display().to_string(),
+                reason: format!("not a stored object ({error}); restore it from a backup or delete the file"),
+            })
+    }
+
+    /// Reads and checks the object stored at `key`.
+    fn read_object(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        let path = self.object_path(key);
+        let Some(file) = Self::read_file(&path)? else {
+            return Ok(None);
+        };
+        let location = path.display().to_string();
+        check_kind(&key.kind, &file.object, &location)?;
+        let found = Key::of_value(&key.kind, &file.object).map_err(|error| StoreError::Corrupt {
+            location: location.clone(),
+            reason: error.to_string(),
+        })?;
+        if found != *key {
+            return Err(StoreError::Corrupt {
+                location,
+                reason: format!("the file belongs to {key} but holds {found}"),
+            });
+        }
+        Ok(Some(Object::new(found, file.revision, file.object)))
+    }
+
+    fn write_object(&self, path: &Path, revision: Revision, object: &Value) -> Result<(), StoreError> {
+        let dir = path.parent().unwrap_or(&self.dir);
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let bytes = serde_json::to_vec(&ObjectFile {
+            revision,
+            object: object.clone(),
+        })
+        .map_err(|error| StoreError::Invalid {
+            key: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+        atomic_write(path, &bytes)
+    }
+
+    fn remove_object(path: &Path) -> Result<(), StoreError> {
+        match fs::remove_file(path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error("remove", path)(error)),
+        }
+    }
+
+    /// True when a dead writer left work behind: a torn line or an entry not yet applied.
+    fn needs_recovery(&self, tail: &journal::Tail) -> Result<bool, StoreError> {
+        if tail.committed_len < tail.file_len {
+            return Ok(true);
+        }
+        let Some(last) = &tail.last else {
+            return Ok(false);
+        };
+        let current = Self::read_file(&self.entry_path(&last.key))?.map(|file| file.revision);
+        Ok(match last.change {
+            Change::Create | Change::Update => current != Some(last.revision),
+            Change::Delete => current.is_some_and(|revision| revision < last.revision),
+        })
+    }
+
+    /// Completes what a dead writer left. Needs the exclusive lock.
+    fn recover(&self) -> Result<Revision, StoreError> {
+        let path = self.journal_path();
+        let tail = journal::read_tail(&path)?;
+        if tail.committed_len < tail.file_len {
+            tracing::warn!(journal = %path.display(), "cutting off a torn journal line left by a dead writer");
+            journal::truncate(&path, tail.committed_len)?;
+        }
+        if self.needs_recovery(&tail)?
+            && let Some(last) = &tail.last
+        {
+            let object_path = self.entry_path(&last.key);
+            tracing::warn!(revision = %last.revision, object = %object_path.display(), "applying a committed write a dead writer left unfinished");
+            match last.change {
+                Change::Create | Change::Update => self.write_object(&object_path, last.revision, &last.object)?,
+                Change::Delete => Self::remove_object(&object_path)?,
+            }
+            if let Some(dir) = object_path.parent() {
+                remove_temporaries(dir);
+            }
+        }
+        Ok(tail.head)
+    }
+
+    /// Runs `read` under the shared lock, after recovery if a dead writer left work.
+    fn read_locked<T>(&self, read: impl FnOnce(Revision) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        {
+            let _lock = self.lock(FlockArg::LockShared)?;
+            let tail = journal::read_tail(&self.journal_path())?;
+            if !self.needs_recovery(&tail)? {
+                return read(tail.head);
+            }
+        }
+        let _lock = self.lock(FlockArg::LockExclusive)?;
+        let head = self.recover()?;
+        read(head)
+    }
+
+    /// Commits one change under the exclusive lock.
+    fn commit(&self, head: Revision, change: Change, key: &Key, object: Value) -> Result<Object, StoreError> {
+        let revision = Revision(head.0 + 1);
+        let entry = Entry {
+            revision,
+            change,
+            key: entry_key(key),
+            object,
+        };
+        let journal_path = self.journal_path();
+        let journal_len = journal::append(&journal_path, &entry)?;
+        let path = self.object_path(key);
+        match change {
+            Change::Create | Change::Update => self.write_object(&path, revision, &entry.object)?,
+            Change::Delete => Self::remove_object(&path)?,
+        }
+        if journal_len > self.options.journal_limit_bytes {
+            journal::compact(&journal_path, self.options.journal_limit_bytes / 2)?;
+        }
+        Ok(Object::new(key.clone(), revision, entry.object))
+    }
+
+    fn write_locked<T>(&self, write: impl FnOnce(Revision) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _lock = self.lock(FlockArg::LockExclusive)?;
+        let head = self.recover()?;
+        write(head)
+    }
+
+    fn list(&self, kind: &Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
+        self.read_locked(|revision| {
+            let dir = self.kind_dir(kind);
+            let mut items = Vec::new();
+            if kind.namespaced {
+                let namespaces = match namespace {
+                    Some(namespace) => vec![namespace.to_owned()],
+                    None => sorted_entries(&dir, true)?,
+                };
+                for namespace in namespaces {
+                    for name in sorted_entries(&dir.join(&namespace), false)? {
+                        items.extend(self.read_object(&Key::new(kind, Some(&namespace), &name))?);
+                    }
+                }
+            } else {
+                for name in sorted_entries(&dir, false)? {
+                    items.extend(self.read_object(&Key::new(kind, None, &name))?);
+                }
+            }
+            Ok(ObjectList { items, revision })
+        })
+    }
+}
+
+/// Names in `dir`: subdirectories when `dirs`, else `*.json` files without the extension.
+/// Temporary files (`.name.tmp-…`) are skipped. A missing directory is empty.
+fn sorted_entries(dir: &Path, dirs: bool) -> Result<Vec<String>, StoreError> {
+    let reader = match fs::read_dir(dir) {
+        Ok(reader) => reader,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("read directory", dir)(error)),
+    };
+    let mut names = Vec::new();
+    for entry in reader {
+        let entry = entry.map_err(io_error("read directory", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let is_dir = entry.file_type().map_err(io_error("stat", &entry.path()))?.is_dir();
+        if dirs && is_dir {
+            names.push(name);
+        } else if !dirs && !is_dir {
+            match name.strip_suffix(".json") {
+                Some(stem) => names.push(stem.to_owned()),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        location: entry.path().display().to_string(),
+                        reason: "a stray file among the objects (not *.json)".into(),
+                    });
+                }
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes temporary files a dead writer left in `dir`. Only called under the exclusive lock.
+fn remove_temporaries(dir: &Path) {
+    let Ok(reader) = fs::read_dir(dir) else { return };
+    for entry in reader.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FileStore {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Object>, StoreError> {
+        key.check()?;
+        let key = key.clone();
+        self.blocking(move |inner| inner.read_locked(|_| inner.read_object(&key)))
+            .await
+    }
+
+    async fn list(&self, kind: &Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
+        let kind = kind.clone();
+        let namespace = namespace.map(str::to_owned);
+        self.blocking(move |inner| inner.list(&kind, namespace.as_deref())).await
+    }
+
+    async fn create(&self, kind: &Kind, value: Value) -> Result<Object, StoreError> {
+        let key = Key::of_value(kind, &value)?;
+        let value = normalize(kind, value);
+        self.blocking(move |inner| {
+            inner.write_locked(|head| {
+                if inner.read_object(&key)?.is_some() {
+                    return Err(StoreError::AlreadyExists { key: key.to_string() });
+                }
+                inner.commit(head, Change::Create, &key, value)
+            })
+        })
+        .await
+    }
+
+    async fn update(&self, kind: &Kind, value: Value, expected: Revision) -> Result<Object, StoreError> {
+        let key = Key::of_value(kind, &value)?;
+        let value = normalize(kind, value);
+        self.blocking(move |inner| {
+            inner.write_locked(|head| {
+                let current = inner
+                    .read_object(&key)?
+                    .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+                if current.revision != expected {
+                    return Err(StoreError::Conflict {
+                        key: key.to_string(),
+                        expected,
+                        found: Some(current.revision),
+                    });
+                }
+                inner.commit(head, Change::Update, &key, value)
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key, expected: Option<Revision>) -> Result<Object, StoreError> {
+        key.check()?;
+        let key = key.clone();
+        self.blocking(move |inner| {
+            inner.write_locked(|head| {
+                let current = inner
+                    .read_object(&key)?
+                    .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+                if let Some(expected) = expected
+                    && current.revision != expected
+                {
+                    return Err(StoreError::Conflict {
+                        key: key.to_string(),
+                        expected,
+                        found: Some(current.revision),
+                    });
+                }
+                let mut last = current.value;
+                if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("resourceVersion");
+                }
+                inner.commit(head, Change::Delete, &key, last)
+            })
+        })
+        .await
+    }
+
+    async fn watch(&self, kind: &Kind, from: Revision) -> Result<WatchStream, StoreError> {
+        watch::start(Arc::clone(&self.inner), kind.clone(), from)
+    }
+}
