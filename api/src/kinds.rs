@@ -49,7 +49,9 @@ pub fn all() -> Vec<Kind> {
 
 /// The kind an object's `apiVersion` and `kind` name, if weft knows it.
 pub fn find(api_version: &str, kind: &str) -> Option<Kind> {
-    all().into_iter().find(|k| k.kind == kind && k.api_version() == api_version)
+    all()
+        .into_iter()
+        .find(|k| k.kind == kind && k.api_version() == api_version)
 }
 
 /// The kind a user names on the command line: `IPPool`, `ippools`, `ippool` (any case).

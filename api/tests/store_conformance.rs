@@ -42,11 +42,7 @@ impl Backend {
     }
 
     async fn etcd() -> Option<Backend> {
-        if !require(
-            EtcdServer::binary().is_some(),
-            "etcd",
-            "apt-get install etcd-server",
-        ) {
+        if !require(EtcdServer::binary().is_some(), "etcd", "apt-get install etcd-server") {
             return None;
         }
         let server = EtcdServer::start().unwrap();
@@ -59,7 +55,9 @@ impl Backend {
         })
     }
 
-    async fn kube() -> Option<Backend> { None }
+    async fn kube() -> Option<Backend> {
+        None
+    }
 
     /// Restarts the server side (or reopens the file store), as after a crash or an upgrade.
     async fn restart(&mut self) {
@@ -99,7 +97,10 @@ async fn take_events(stream: &mut weft_api::store::WatchStream, count: usize, li
             Ok(Some(Ok(event))) => events.push(event),
             Ok(Some(Err(error))) => panic!("watch failed after {} events: {error}", events.len()),
             Ok(None) => panic!("watch ended after {} of {count} events", events.len()),
-            Err(_) => panic!("waited {limit:?} for {count} watch events, got {}: {events:?}", events.len()),
+            Err(_) => panic!(
+                "waited {limit:?} for {count} watch events, got {}: {events:?}",
+                events.len()
+            ),
         }
     }
     events
@@ -118,7 +119,11 @@ fn summary(event: &WatchEvent) -> (&'static str, String, Option<String>) {
         WatchEvent::Modified(o) => ("modified", o),
         WatchEvent::Deleted(o) => ("deleted", o),
     };
-    let cidr = object.value.pointer("/spec/cidr").and_then(Value::as_str).map(str::to_owned);
+    let cidr = object
+        .value
+        .pointer("/spec/cidr")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     (kind, object.key.name.clone(), cidr)
 }
 
@@ -131,7 +136,10 @@ async fn create_get_list_update_delete(backend: Backend) {
     let created = store.create(&kind, pool("pool-b", "198.18.0.0/16")).await.unwrap();
     store.create(&kind, pool("pool-a", "2001:db8::/48")).await.unwrap();
     assert_eq!(
-        created.value.pointer("/metadata/resourceVersion").and_then(Value::as_str),
+        created
+            .value
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str),
         Some(created.revision.to_string().as_str()),
         "a read object carries its revision as metadata.resourceVersion"
     );
@@ -155,7 +163,10 @@ async fn create_get_list_update_delete(backend: Backend) {
     assert_eq!(store.get(&key).await.unwrap().unwrap().value["spec"]["disabled"], true);
 
     let deleted = store.delete(&key, Some(updated.revision)).await.unwrap();
-    assert_eq!(deleted.value["spec"]["cidr"], "198.18.0.0/16", "delete returns the last state");
+    assert_eq!(
+        deleted.value["spec"]["cidr"], "198.18.0.0/16",
+        "delete returns the last state"
+    );
     assert!(store.get(&key).await.unwrap().is_none());
     assert_eq!(store.list(&kind, None).await.unwrap().items.len(), 1);
 }
@@ -177,7 +188,10 @@ async fn namespaced_objects_are_listed_per_namespace(backend: Backend) {
         .collect();
     assert_eq!(keys, ["x/pod-a-eth0", "x/pod-c-eth0", "y/pod-b-eth0"]);
     let missing_namespace = store.create(&kind, pool("no-namespace", "198.18.0.0/24")).await;
-    assert!(matches!(missing_namespace, Err(StoreError::Invalid { .. })), "{missing_namespace:?}");
+    assert!(
+        matches!(missing_namespace, Err(StoreError::Invalid { .. })),
+        "{missing_namespace:?}"
+    );
 }
 
 async fn create_of_an_existing_object_is_already_exists(backend: Backend) {
@@ -187,7 +201,10 @@ async fn create_of_an_existing_object_is_already_exists(backend: Backend) {
     let again = store.create(&kind, pool("pool-a", "198.19.0.0/16")).await;
     assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
     let kept = store.get(&Key::new(&kind, None, "pool-a")).await.unwrap().unwrap();
-    assert_eq!(kept.value["spec"]["cidr"], "198.18.0.0/16", "the failed create changed nothing");
+    assert_eq!(
+        kept.value["spec"]["cidr"], "198.18.0.0/16",
+        "the failed create changed nothing"
+    );
 }
 
 async fn stale_revision_is_a_conflict_and_changes_nothing(backend: Backend) {
@@ -199,24 +216,37 @@ async fn stale_revision_is_a_conflict_and_changes_nothing(backend: Backend) {
         .await
         .unwrap();
 
-    let stale_update = store.update(&kind, pool("pool-a", "198.18.0.0/18"), first.revision).await;
+    let stale_update = store
+        .update(&kind, pool("pool-a", "198.18.0.0/18"), first.revision)
+        .await;
     match stale_update {
         Err(StoreError::Conflict { expected, .. }) => assert_eq!(expected, first.revision),
         other => panic!("a stale update must be a Conflict, got {other:?}"),
     }
     let key = Key::new(&kind, None, "pool-a");
     let stale_delete = store.delete(&key, Some(first.revision)).await;
-    assert!(matches!(stale_delete, Err(StoreError::Conflict { .. })), "{stale_delete:?}");
+    assert!(
+        matches!(stale_delete, Err(StoreError::Conflict { .. })),
+        "{stale_delete:?}"
+    );
 
     let now = store.get(&key).await.unwrap().unwrap();
     assert_eq!(now.revision, second.revision);
     assert_eq!(now.value["spec"]["cidr"], "198.18.0.0/17");
 
     let missing = Key::new(&kind, None, "pool-missing");
-    let update_missing = store.update(&kind, pool("pool-missing", "198.18.0.0/16"), second.revision).await;
-    assert!(matches!(update_missing, Err(StoreError::NotFound { .. })), "{update_missing:?}");
+    let update_missing = store
+        .update(&kind, pool("pool-missing", "198.18.0.0/16"), second.revision)
+        .await;
+    assert!(
+        matches!(update_missing, Err(StoreError::NotFound { .. })),
+        "{update_missing:?}"
+    );
     let delete_missing = store.delete(&missing, None).await;
-    assert!(matches!(delete_missing, Err(StoreError::NotFound { .. })), "{delete_missing:?}");
+    assert!(
+        matches!(delete_missing, Err(StoreError::NotFound { .. })),
+        "{delete_missing:?}"
+    );
 }
 
 async fn an_object_of_the_wrong_kind_is_refused(backend: Backend) {
@@ -240,10 +270,19 @@ async fn watch_delivers_every_change_once_in_order(backend: Backend) {
 
     let a = store.create(&kind, pool("pool-a", "198.18.1.0/24")).await.unwrap();
     // Another kind's change must not show up in this watch.
-    store.create(&endpoint_kind(), endpoint("x", "pod-a-eth0")).await.unwrap();
-    let a2 = store.update(&kind, pool("pool-a", "198.18.2.0/24"), a.revision).await.unwrap();
+    store
+        .create(&endpoint_kind(), endpoint("x", "pod-a-eth0"))
+        .await
+        .unwrap();
+    let a2 = store
+        .update(&kind, pool("pool-a", "198.18.2.0/24"), a.revision)
+        .await
+        .unwrap();
     store.create(&kind, pool("pool-b", "198.18.3.0/24")).await.unwrap();
-    store.delete(&Key::new(&kind, None, "pool-a"), Some(a2.revision)).await.unwrap();
+    store
+        .delete(&Key::new(&kind, None, "pool-a"), Some(a2.revision))
+        .await
+        .unwrap();
 
     let events = take_events(&mut watch, 4, Duration::from_secs(10)).await;
     let got: Vec<_> = events.iter().map(summary).collect();
@@ -257,14 +296,20 @@ async fn watch_delivers_every_change_once_in_order(backend: Backend) {
         ]
     );
     let revisions: Vec<Revision> = events.iter().map(WatchEvent::revision).collect();
-    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "revisions increase: {revisions:?}");
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "revisions increase: {revisions:?}"
+    );
     assert!(revisions[0] > start);
     assert_no_more_events(&mut watch, Duration::from_millis(300)).await;
 
     // Watching from the middle gives exactly the rest.
     let mut from_middle = store.watch(&kind, revisions[1]).await.unwrap();
     let rest = take_events(&mut from_middle, 2, Duration::from_secs(10)).await;
-    assert_eq!(rest.iter().map(WatchEvent::revision).collect::<Vec<_>>(), revisions[2..]);
+    assert_eq!(
+        rest.iter().map(WatchEvent::revision).collect::<Vec<_>>(),
+        revisions[2..]
+    );
     assert_no_more_events(&mut from_middle, Duration::from_millis(300)).await;
 }
 
@@ -294,7 +339,11 @@ async fn watch_resumes_after_a_restart(mut backend: Backend) {
     let mut resumed = backend.store.watch(&kind, last_seen).await.unwrap();
     let rest = take_events(&mut resumed, 3, Duration::from_secs(10)).await;
     let names: Vec<_> = rest.iter().map(|e| e.object().key.name.clone()).collect();
-    assert_eq!(names, ["pool-3", "pool-4", "pool-5"], "exactly the changes after the last one seen");
+    assert_eq!(
+        names,
+        ["pool-3", "pool-4", "pool-5"],
+        "exactly the changes after the last one seen"
+    );
     assert_no_more_events(&mut resumed, Duration::from_millis(300)).await;
 }
 
@@ -325,22 +374,34 @@ async fn counter(store: &dyn Store, name: &str) -> u64 {
 async fn concurrent_processes_lose_no_increment(backend: Backend) {
     const PROCESSES: usize = 4;
     const TIMES: u32 = 200;
-    let children: Vec<Child> = (0..PROCESSES).map(|_| spawn_stress(&backend.setting, "counter", TIMES)).collect();
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|_| spawn_stress(&backend.setting, "counter", TIMES))
+        .collect();
     let mut committed = BTreeSet::new();
     for child in children {
-        let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             output.status.success(),
             "a stress process failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            assert!(committed.insert(line.parse::<u64>().unwrap()), "count {line} committed twice");
+            assert!(
+                committed.insert(line.parse::<u64>().unwrap()),
+                "count {line} committed twice"
+            );
         }
     }
     let total = PROCESSES as u64 * u64::from(TIMES);
     assert_eq!(committed.len() as u64, total);
-    assert_eq!(counter(backend.store.as_ref(), "counter").await, total, "no increment lost");
+    assert_eq!(
+        counter(backend.store.as_ref(), "counter").await,
+        total,
+        "no increment lost"
+    );
 }
 
 async fn kill_9_during_writes_leaves_a_readable_store(backend: Backend) {
@@ -378,7 +439,10 @@ async fn kill_9_during_writes_leaves_a_readable_store(backend: Backend) {
     let handles = store.list(&kinds::by_name("IPAMHandle").unwrap(), None).await.unwrap();
     assert_eq!(handles.items.len(), 1);
     // And the store still takes writes.
-    store.create(&pool_kind(), pool("after-kill", "198.18.0.0/24")).await.unwrap();
+    store
+        .create(&pool_kind(), pool("after-kill", "198.18.0.0/24"))
+        .await
+        .unwrap();
 }
 
 macro_rules! conformance {

@@ -13,7 +13,13 @@ use super::validate::{Problems, check_asn, check_cidr, check_ip};
 /// Cluster-wide BGP settings; the object named `default` applies to every node, one named
 /// `node.<nodename>` overrides it for that node.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(group = "weft.io", version = "v1", kind = "BGPConfiguration", plural = "bgpconfigurations")]
+#[kube(
+    group = "weft.io",
+    version = "v1",
+    kind = "BGPConfiguration",
+    doc = "Cluster-wide BGP settings (default) or one node's override (node.NAME).",
+    plural = "bgpconfigurations"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BGPConfigurationSpec {
     /// The nodes' default AS number (default 64512).
@@ -92,7 +98,11 @@ impl BGPConfigurationSpec {
             }
         }
         for (i, advertisement) in self.prefix_advertisements.iter().enumerate() {
-            check_cidr(&mut problems, &format!("spec.prefixAdvertisements[{i}].cidr"), &advertisement.cidr);
+            check_cidr(
+                &mut problems,
+                &format!("spec.prefixAdvertisements[{i}].cidr"),
+                &advertisement.cidr,
+            );
         }
         for (i, community) in self.communities.iter().enumerate() {
             if !is_community(&community.value) {
@@ -122,6 +132,7 @@ fn is_community(text: &str) -> bool {
     group = "weft.io",
     version = "v1",
     kind = "BGPPeer",
+    doc = "A BGP peer of some or all nodes.",
     plural = "bgppeers",
     printcolumn = r#"{"name":"Peer","type":"string","jsonPath":".spec.peerIP"}"#,
     printcolumn = r#"{"name":"ASN","type":"integer","jsonPath":".spec.asNumber"}"#
@@ -234,7 +245,13 @@ pub fn peer_address(peer_ip: &str) -> &str {
 
 /// Import and export rules for routes, by family, applied in order; the first match decides.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(group = "weft.io", version = "v1", kind = "BGPFilter", plural = "bgpfilters")]
+#[kube(
+    group = "weft.io",
+    version = "v1",
+    kind = "BGPFilter",
+    doc = "Import and export rules for BGP routes.",
+    plural = "bgpfilters"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BGPFilterSpec {
     #[serde(default, rename = "exportV4", skip_serializing_if = "Vec::is_empty")]
@@ -299,7 +316,10 @@ impl BGPFilterSpec {
                 {
                     problems.add(format!("{here}.cidr"), format!("{} is of the wrong family", rule.cidr));
                 }
-                if let Some(PrefixLength { min: Some(min), max: Some(max) }) = rule.prefix_length
+                if let Some(PrefixLength {
+                    min: Some(min),
+                    max: Some(max),
+                }) = rule.prefix_length
                     && min > max
                 {
                     problems.add(format!("{here}.prefixLength"), format!("min {min} is above max {max}"));
@@ -316,6 +336,7 @@ impl BGPFilterSpec {
     group = "weft.io",
     version = "v1",
     kind = "WeftNode",
+    doc = "A node's BGP identity: addresses, AS number, route-reflector role.",
     plural = "weftnodes",
     printcolumn = r#"{"name":"IPv4","type":"string","jsonPath":".spec.bgp.ipv4Address"}"#,
     printcolumn = r#"{"name":"ASN","type":"integer","jsonPath":".spec.bgp.asNumber"}"#

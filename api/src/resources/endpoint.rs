@@ -12,6 +12,7 @@ use super::validate::{Problems, check_cidr};
     group = "weft.io",
     version = "v1",
     kind = "WorkloadEndpoint",
+    doc = "One pod interface as the CNI plugin made it.",
     plural = "workloadendpoints",
     namespaced,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,
@@ -64,7 +65,10 @@ impl WorkloadEndpointSpec {
         if self.interface_name.is_empty() || self.interface_name.len() > 15 {
             problems.add(
                 "spec.interfaceName",
-                format!("{:?} is not a Linux interface name (1 to 15 bytes)", self.interface_name),
+                format!(
+                    "{:?} is not a Linux interface name (1 to 15 bytes)",
+                    self.interface_name
+                ),
             );
         }
         for (i, network) in self.ip_networks.iter().enumerate() {
@@ -72,7 +76,10 @@ impl WorkloadEndpointSpec {
         }
         for (i, port) in self.ports.iter().enumerate() {
             if !matches!(port.protocol.as_str(), "TCP" | "UDP" | "SCTP") {
-                problems.add(format!("spec.ports[{i}].protocol"), format!("{:?} is not TCP, UDP or SCTP", port.protocol));
+                problems.add(
+                    format!("spec.ports[{i}].protocol"),
+                    format!("{:?} is not TCP, UDP or SCTP", port.protocol),
+                );
             }
         }
         problems.into_result()

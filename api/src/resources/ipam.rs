@@ -17,6 +17,7 @@ use super::validate::{Problems, check_cidr};
     group = "weft.io",
     version = "v1",
     kind = "IPPool",
+    doc = "A range of pod or LoadBalancer addresses, cut into blocks.",
     plural = "ippools",
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"Disabled","type":"boolean","jsonPath":".spec.disabled"}"#
@@ -104,6 +105,7 @@ impl IPPoolSpec {
     group = "weft.io",
     version = "v1",
     kind = "IPAMBlock",
+    doc = "A block of addresses cut from a pool, and who holds each of them.",
     plural = "ipamblocks",
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"Affinity","type":"string","jsonPath":".spec.affinity"}"#
@@ -200,6 +202,7 @@ pub enum AffinityState {
     group = "weft.io",
     version = "v1",
     kind = "BlockAffinity",
+    doc = "A node's claim on an address block.",
     plural = "blockaffinities",
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
@@ -229,7 +232,13 @@ impl BlockAffinitySpec {
 /// Everything one owner (a pod's interface) holds: block CIDR → number of addresses in it.
 /// DEL releases exactly what the handle lists.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(group = "weft.io", version = "v1", kind = "IPAMHandle", plural = "ipamhandles")]
+#[kube(
+    group = "weft.io",
+    version = "v1",
+    kind = "IPAMHandle",
+    doc = "Every address one owner (a pod interface) holds.",
+    plural = "ipamhandles"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct IPAMHandleSpec {
     #[serde(rename = "handleID")]
@@ -243,7 +252,13 @@ pub struct IPAMHandleSpec {
 
 /// Cluster-wide IPAM settings; the object named `default` is the one in force.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(group = "weft.io", version = "v1", kind = "IPAMConfig", plural = "ipamconfigs")]
+#[kube(
+    group = "weft.io",
+    version = "v1",
+    kind = "IPAMConfig",
+    doc = "Cluster-wide IPAM settings; the object named default is in force.",
+    plural = "ipamconfigs"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct IPAMConfigSpec {
     /// Never borrow addresses from another node's block.

@@ -43,11 +43,17 @@ pub fn check_cidr(problems: &mut Problems, field: &str, text: &str) -> Option<ip
     match text.parse::<ipnet::IpNet>() {
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
-            problems.add(field, format!("{text} has host bits set (did you mean {}?)", net.trunc()));
+            problems.add(
+                field,
+                format!("{text} has host bits set (did you mean {}?)", net.trunc()),
+            );
             None
         }
         Err(_) => {
-            problems.add(field, format!("{text:?} is not a CIDR (like 198.18.0.0/16 or 2001:db8::/48)"));
+            problems.add(
+                field,
+                format!("{text:?} is not a CIDR (like 198.18.0.0/16 or 2001:db8::/48)"),
+            );
             None
         }
     }

@@ -19,7 +19,9 @@ use etcd_client::{
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchEvent, WatchStream, check_kind, normalize};
+use super::{
+    Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchEvent, WatchStream, check_kind, normalize,
+};
 
 const ROOT: &str = "/weft/";
 
@@ -70,11 +72,13 @@ impl EtcdStore {
                 endpoint: self.endpoints.join(","),
                 source: Box::new(error),
             },
+            // A status carrying a source is the client's own transport failing (a broken
+            // connection reads as code Unknown), not an answer from etcd.
             etcd_client::Error::GRpcStatus(ref status)
                 if matches!(
                     status.code() as i32,
                     grpc_code::UNAVAILABLE | grpc_code::DEADLINE_EXCEEDED | grpc_code::CANCELLED
-                ) =>
+                ) || std::error::Error::source(status).is_some() =>
             {
                 StoreError::Unreachable {
                     endpoint: self.endpoints.join(","),
@@ -206,7 +210,12 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(path.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(path.clone(), encode(&key, &value)?, None)])
             .or_else([TxnOp::get(path, None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(|error| self.error(error))?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|error| self.error(error))?;
         if !response.succeeded() {
             return Err(StoreError::AlreadyExists { key: key.to_string() });
         }
@@ -221,7 +230,12 @@ impl Store for EtcdStore {
             .when([Compare::mod_revision(path.clone(), CompareOp::Equal, as_i64(expected))])
             .and_then([TxnOp::put(path.clone(), encode(&key, &value)?, None)])
             .or_else([TxnOp::get(path, None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(|error| self.error(error))?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|error| self.error(error))?;
         if !response.succeeded() {
             return Err(match read_back(&response) {
                 None => StoreError::NotFound { key: key.to_string() },
@@ -246,7 +260,12 @@ impl Store for EtcdStore {
             .when([condition])
             .and_then([TxnOp::get(path.clone(), None), TxnOp::delete(path.clone(), None)])
             .or_else([TxnOp::get(path, None)]);
-        let response = self.client.kv_client().txn(txn).await.map_err(|error| self.error(error))?;
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|error| self.error(error))?;
         let Some(kv) = read_back(&response) else {
             return Err(StoreError::NotFound { key: key.to_string() });
         };

@@ -139,9 +139,17 @@ impl Key {
             reason,
         };
         match (&self.namespace, self.kind.namespaced) {
-            (None, true) => return Err(invalid(format!("{} is namespaced: a namespace is required", self.kind.kind))),
+            (None, true) => {
+                return Err(invalid(format!(
+                    "{} is namespaced: a namespace is required",
+                    self.kind.kind
+                )));
+            }
             (Some(_), false) => {
-                return Err(invalid(format!("{} is cluster-scoped: it takes no namespace", self.kind.kind)));
+                return Err(invalid(format!(
+                    "{} is cluster-scoped: it takes no namespace",
+                    self.kind.kind
+                )));
             }
             _ => {}
         }
@@ -247,7 +255,9 @@ pub enum StoreError {
         found: Option<Revision>,
     },
     /// The history asked for is gone: list again and watch from the list's revision.
-    #[error("revision {requested} of {store} is compacted away (oldest kept: {oldest}); list again and watch from there")]
+    #[error(
+        "revision {requested} of {store} is compacted away (oldest kept: {oldest}); list again and watch from there"
+    )]
     Compacted {
         store: String,
         requested: Revision,
@@ -334,7 +344,10 @@ pub async fn open(setting: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(file::FileStore::open(dir)?))
     } else if let Some(urls) = setting.strip_prefix("etcd:") {
         let endpoints: Vec<String> = urls.split(',').map(str::trim).map(str::to_owned).collect();
-        if endpoints.iter().any(|e| !(e.starts_with("http://") || e.starts_with("https://"))) {
+        if endpoints
+            .iter()
+            .any(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
             return Err(bad("each etcd endpoint must start with http:// or https://"));
         }
         Ok(Arc::new(etcd::EtcdStore::connect(&endpoints).await?))

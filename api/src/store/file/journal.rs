@@ -74,7 +74,10 @@ pub(super) fn parse_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Line,
         let header: Header =
             serde_json::from_value(value).map_err(|error| corrupt(format!("bad journal header: {error}")))?;
         if header.format != FORMAT {
-            return Err(corrupt(format!("journal format {:?}, this weft reads {FORMAT:?}", header.format)));
+            return Err(corrupt(format!(
+                "journal format {:?}, this weft reads {FORMAT:?}",
+                header.format
+            )));
         }
         Ok(Line::Header(header))
     } else {
@@ -86,7 +89,11 @@ pub(super) fn parse_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Line,
 
 pub(super) fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
     let path = path.display().to_string();
-    move |source| StoreError::Io { operation, path, source }
+    move |source| StoreError::Io {
+        operation,
+        path,
+        source,
+    }
 }
 
 /// The journal's state as recovery finds it.
@@ -185,7 +192,10 @@ pub(super) fn create(path: &Path, compacted_through: Revision) -> Result<(), Sto
 
 /// Cuts off a torn append.
 pub(super) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
-    let file = OpenOptions::new().write(true).open(path).map_err(io_error("open", path))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error("open", path))?;
     file.set_len(len).map_err(io_error("truncate", path))?;
     file.sync_all().map_err(io_error("fsync", path))
 }
@@ -197,7 +207,10 @@ pub(super) fn append(path: &Path, entry: &Entry) -> Result<u64, StoreError> {
         reason: error.to_string(),
     })?;
     line.push(b'\n');
-    let mut file = OpenOptions::new().append(true).open(path).map_err(io_error("open", path))?;
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io_error("open", path))?;
     // One write call: a process killed mid-way leaves no newline, so no committed line.
     file.write_all(&line).map_err(io_error("append to", path))?;
     file.sync_data().map_err(io_error("fsync", path))?;

@@ -275,7 +275,13 @@ impl Inner {
         let Some(last) = &tail.last else {
             return Ok(false);
         };
-        let current = Self::read_file(&self.entry_path(&last.key))?.map(|file| file.revision);
+        // A damaged file at the last entry's key is rewritten from the journal, which holds
+        // that key's newest state.
+        let current = match Self::read_file(&self.entry_path(&last.key)) {
+            Ok(file) => file.map(|file| file.revision),
+            Err(StoreError::Corrupt { .. }) => return Ok(true),
+            Err(error) => return Err(error),
+        };
         Ok(match last.change {
             Change::Create | Change::Update => current != Some(last.revision),
             Change::Delete => current.is_some_and(|revision| revision < last.revision),
@@ -434,7 +440,8 @@ impl Store for FileStore {
     async fn list(&self, kind: &Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
         let kind = kind.clone();
         let namespace = namespace.map(str::to_owned);
-        self.blocking(move |inner| inner.list(&kind, namespace.as_deref())).await
+        self.blocking(move |inner| inner.list(&kind, namespace.as_deref()))
+            .await
     }
 
     async fn create(&self, kind: &Kind, value: Value) -> Result<Object, StoreError> {

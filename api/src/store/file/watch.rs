@@ -87,7 +87,8 @@ impl JournalTail {
         if metadata.len() <= self.offset {
             return Ok(Vec::new());
         }
-        file.seek(SeekFrom::Start(self.offset)).map_err(io_error("seek", &path))?;
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(io_error("seek", &path))?;
         let mut bytes = Vec::with_capacity((metadata.len() - self.offset) as usize);
         file.take(metadata.len() - self.offset)
             .read_to_end(&mut bytes)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what weft's tests and demo need on a fresh Debian 12 machine, skipping what is there.
+# Real components only: etcd, iproute2, nftables (and, as the issues land, BIRD, FRR, GoBGP,
+# podman and the reference CNI plugins). Needs root (apt-get).
+set -euo pipefail
+
+packages=(
+  etcd-server etcd-client      # the etcd store backend, tested against the real daemon
+  protobuf-compiler            # etcd-client's build compiles etcd's .proto files
+  iproute2 iputils-ping        # network namespaces, veth, addresses, routes; ping in the netns kit
+  nftables                     # felix's packet filter
+  procps                       # ps/pgrep for process checks
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: installing packages needs root (apt-get); run as root or install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "error: cargo (Rust 1.95) is required" >&2; exit 1; }
+# etcd-server's package starts no daemon without systemd; tests start their own on free ports.
+echo "dependencies present"
