@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   etcd-server etcd-client      # the etcd store backend, tested against the real daemon
   protobuf-compiler            # etcd-client's build compiles etcd's .proto files
-  iproute2 iputils-ping        # network namespaces, veth, addresses, routes; ping in the netns kit
+  iproute2                     # network namespaces, veth, addresses, routes (the netns test kit)
   nftables                     # felix's packet filter
   procps                       # ps/pgrep for process checks
 )

@@ -4,10 +4,10 @@
 //! This crate owns the shapes of stored objects and the [`store::Store`] contract. It must never
 //! make a networking decision: allocators, speakers and policy agents build on it.
 
-pub mod api_server_double;
 pub mod crd;
 pub mod kinds;
 pub mod resources;
+pub mod selector;
 pub mod store;
 pub mod testing;
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use weft_api::testing::{EtcdServer, require};
+use weft_api::store::kube::KubeStore;
+use weft_api::testing::{ApiServerDouble, EtcdServer, require};
 use weft_api::{Key, Kind, Revision, Store, StoreError, WatchEvent, kinds};
 
 /// A store under test and whatever keeps it alive (a temporary dir, a daemon, a server).
@@ -27,6 +28,7 @@ struct Backend {
 enum Server {
     File,
     Etcd(EtcdServer),
+    Kube(ApiServerDouble),
 }
 
 impl Backend {
@@ -56,7 +58,17 @@ impl Backend {
     }
 
     async fn kube() -> Option<Backend> {
-        None
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServerDouble::start().await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let setting = format!("kubernetes:{}", kubeconfig.display());
+        Some(Backend {
+            store: Arc::new(KubeStore::connect(Some(kubeconfig.to_str().unwrap())).await.unwrap()),
+            setting,
+            server: Server::Kube(server),
+            _dir: dir,
+        })
     }
 
     /// Restarts the server side (or reopens the file store), as after a crash or an upgrade.
@@ -64,6 +76,7 @@ impl Backend {
         match &mut self.server {
             Server::File => {}
             Server::Etcd(server) => server.restart().unwrap(),
+            Server::Kube(server) => server.restart().await.unwrap(),
         }
         self.store = weft_api::store::open(&self.setting).await.unwrap();
     }

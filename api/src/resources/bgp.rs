@@ -220,6 +220,14 @@ impl BGPPeerSpec {
         if let Some(asn) = self.as_number {
             check_asn(&mut problems, "spec.asNumber", asn);
         }
+        for (field, selector) in [
+            ("spec.nodeSelector", &self.node_selector),
+            ("spec.peerSelector", &self.peer_selector),
+        ] {
+            if let Some(Err(error)) = selector.as_deref().map(crate::selector::Selector::parse) {
+                problems.add(field, error.to_string());
+            }
+        }
         if self.node.is_some() && self.node_selector.is_some() {
             problems.add("spec", "takes node or nodeSelector, not both".into());
         }

@@ -88,6 +88,9 @@ impl IPPoolSpec {
                 }
             }
         }
+        if let Err(error) = crate::selector::Selector::parse(&self.node_selector) {
+            problems.add("spec.nodeSelector", error.to_string());
+        }
         if self.allowed_uses.is_empty() {
             problems.add("spec.allowedUses", "must name at least one use".into());
         }

@@ -303,7 +303,8 @@ impl Store for EtcdStore {
                         StoreError::Compacted {
                             store: store.describe(),
                             requested: from,
-                            oldest: revision_of(response.compact_revision()),
+                            // etcd can replay from the compact revision itself: from = that - 1.
+                            oldest: revision_of(response.compact_revision() - 1),
                         }
                     } else {
                         StoreError::Backend {

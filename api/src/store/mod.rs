@@ -21,6 +21,14 @@
 //!   [`StoreError::Compacted`] (list again, then watch from the list's revision);
 //! - a corrupt or foreign object is an error naming it, never skipped in silence.
 //!
+//! Where backends differ (callers must not depend on these):
+//! - the Kubernetes API server keeps only minutes of history: list first, then watch from the
+//!   list's revision; `watch` from `Revision(0)` there means "from now";
+//! - on the Kubernetes API server an update that changes nothing keeps the revision and makes
+//!   no watch event; file and etcd make a new revision for every write;
+//! - the object `delete` returns carries the deletion's revision on file and etcd, the last
+//!   write's on Kubernetes; the watch's `Deleted` event carries the deletion's everywhere.
+//!
 //! This module must never retry on its own: callers decide (compare-and-swap loops live in the
 //! allocators that know what to re-read).
 
@@ -255,8 +263,9 @@ pub enum StoreError {
         found: Option<Revision>,
     },
     /// The history asked for is gone: list again and watch from the list's revision.
+    /// `oldest` is the oldest revision a watch can still start from.
     #[error(
-        "revision {requested} of {store} is compacted away (oldest kept: {oldest}); list again and watch from there"
+        "revision {requested} of {store} is compacted away (oldest still watchable: {oldest}); list again and watch from there"
     )]
     Compacted {
         store: String,

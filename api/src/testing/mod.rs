@@ -1,11 +1,15 @@
 //! Harnesses for tests of weft and of the components built on it: a real etcd daemon started
-//! on 127.0.0.1 with a free port and its own data directory, stopped and removed on drop.
+//! on 127.0.0.1 with a free port and its own data directory, stopped and removed on drop; and
+//! [`ApiServerDouble`], a test double of the Kubernetes API server (no kube-apiserver can be
+//! installed on the machines weft is built on).
 //!
 //! Not used by weft's daemons. Tests that need a component this machine lacks skip with a
 //! message outside CI, and fail under `CI=true` (see [`require`]).
 
+pub mod api_server_double;
 mod etcd_server;
 
+pub use api_server_double::ApiServerDouble;
 pub use etcd_server::EtcdServer;
 
 /// Whether the test suite runs in CI, where nothing may be skipped.
