@@ -1,4 +1,19 @@
-//! weft's IPAM block allocator (pools → blocks → affinities → handles).
+//! weft's IPAM: pools are cut into blocks, a block is affine to one node, every allocation
+//! carries a handle (DESIGN.md "IPAM"; Calico's model without its known failures).
 //!
-//! Not built yet (issue "IPAM: block allocator on the datastore"): empty on purpose, so that
-//! nothing hands out addresses before the allocator is real.
+//! - [`block`] and [`pools`]: the decisions, pure (which addresses, which pools, which block);
+//! - [`allocator`]: those decisions applied to the datastore by compare-and-swap;
+//! - [`gc`]: finds and releases what no live owner holds;
+//! - [`cni`]: the `weft-ipam` CNI IPAM plugin on top.
+
+pub mod allocator;
+pub mod block;
+pub mod error;
+pub mod gc;
+pub mod names;
+pub mod pools;
+mod retry;
+
+pub use allocator::{Allocator, Assigned, Request};
+pub use error::IpamError;
+pub use pools::Family;

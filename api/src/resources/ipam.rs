@@ -276,6 +276,19 @@ pub struct IPAMConfigSpec {
     /// Seconds a released address rests before it is handed out again.
     #[serde(default)]
     pub reuse_cooldown_seconds: u32,
+    /// Addresses never handed out (a gateway, an address used outside weft), as CIDRs.
+    #[serde(default, rename = "reservedCIDRs", skip_serializing_if = "Vec::is_empty")]
+    pub reserved_cidrs: Vec<String>,
+}
+
+impl IPAMConfigSpec {
+    pub fn validate(&self) -> Result<(), Problems> {
+        let mut problems = Problems::default();
+        for (i, cidr) in self.reserved_cidrs.iter().enumerate() {
+            check_cidr(&mut problems, &format!("spec.reservedCIDRs[{i}]"), cidr);
+        }
+        problems.into_result()
+    }
 }
 
 impl Default for IPAMConfigSpec {
@@ -285,6 +298,7 @@ impl Default for IPAMConfigSpec {
             max_blocks_per_host: 0,
             auto_allocate_blocks: true,
             reuse_cooldown_seconds: 0,
+            reserved_cidrs: Vec::new(),
         }
     }
 }

@@ -40,7 +40,7 @@ pub fn validate_value(kind: &str, value: &serde_json::Value) -> Result<(), Probl
         "IPAMBlock" => check(value, |o: &IPAMBlock| o.spec.validate()),
         "BlockAffinity" => check(value, |o: &BlockAffinity| o.spec.validate()),
         "IPAMHandle" => check(value, |_: &IPAMHandle| Ok(())),
-        "IPAMConfig" => check(value, |_: &IPAMConfig| Ok(())),
+        "IPAMConfig" => check(value, |o: &IPAMConfig| o.spec.validate()),
         "BGPConfiguration" => check(value, |o: &BGPConfiguration| o.spec.validate()),
         "BGPPeer" => check(value, |o: &BGPPeer| o.spec.validate()),
         "BGPFilter" => check(value, |o: &BGPFilter| o.spec.validate()),
