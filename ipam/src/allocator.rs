@@ -47,6 +47,25 @@ pub struct Request {
     /// Owner details kept with each address (namespace, pod, container, …).
     pub attributes: BTreeMap<String, String>,
     pub allowed_use: AllowedUse,
+    /// Keep each block's first two addresses (and, IPv4, its last) out of this allocation:
+    /// for plugins that give pods the block's prefix with the second address as their
+    /// gateway (the reference `ptp` and `bridge` plugins), see [`block_gateway`].
+    pub reserve_gateway: bool,
+}
+
+/// The gateway of a block for plugins that use one: its second address.
+pub fn block_gateway(block: &IpNet) -> IpAddr {
+    crate::block::Block::new(*block, None, false)
+        .map(|b| b.address(1))
+        .unwrap_or(block.network())
+}
+
+/// True when `address` is one a gateway-style network keeps out of pods: the block's network
+/// address, its gateway and, for IPv4, its broadcast address.
+fn is_block_infrastructure(block: &IpNet, address: IpAddr) -> bool {
+    address == block.network()
+        || address == block_gateway(block)
+        || (block.addr().is_ipv4() && address == block.broadcast())
 }
 
 /// One address handed out.
@@ -428,7 +447,10 @@ impl Allocator {
     ) -> Result<Vec<Assigned>, IpamError> {
         self.list_block_in_handle(&request.handle, cidr).await?;
         let reserved = reserved_set(config);
-        let is_reserved = |address: IpAddr| reserved.iter().any(|net| net.contains(&address));
+        let is_reserved = |address: IpAddr| {
+            reserved.iter().any(|net| net.contains(&address))
+                || (request.reserve_gateway && is_block_infrastructure(cidr, address))
+        };
         let mut backoff = Backoff::new(self.attempts);
         loop {
             let Some(stored) = self.store.get_as::<IPAMBlock>(None, &block_name(cidr)).await? else {

@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod block;
+pub mod cni;
 pub mod error;
 pub mod gc;
 pub mod names;

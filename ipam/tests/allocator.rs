@@ -50,6 +50,7 @@ fn request(node: &str, handle: &str, ipv4: usize, ipv6: usize) -> Request {
         pools: Vec::new(),
         attributes: BTreeMap::new(),
         allowed_use: AllowedUse::Workload,
+        reserve_gateway: false,
     }
 }
 
@@ -251,4 +252,27 @@ async fn an_unknown_requested_pool_is_named() {
         error.to_string().contains("pool 198.19.0.0/24 does not exist"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_gateway_style_request_keeps_each_blocks_network_gateway_and_broadcast() {
+    let f = fixture(&[("v4", "198.18.0.0/29", 29)]).await;
+    let mut r = request("node-1", "net.a.eth0", 5, 0);
+    r.reserve_gateway = true;
+    let got = f.allocator.allocate(&r).await.unwrap();
+    let got: Vec<String> = got.iter().map(|a| a.address.to_string()).collect();
+    assert_eq!(
+        got,
+        ["198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5", "198.18.0.6"]
+    );
+    assert_eq!(
+        weft_ipam::allocator::block_gateway(&"198.18.0.0/29".parse().unwrap()).to_string(),
+        "198.18.0.1"
+    );
+    r.handle = "net.b.eth0".into();
+    r.ipv4 = 1;
+    assert!(matches!(
+        f.allocator.allocate(&r).await,
+        Err(IpamError::Exhausted { .. })
+    ));
 }

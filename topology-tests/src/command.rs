@@ -52,6 +52,7 @@ pub struct NetnsCommand<'ns> {
     netns: &'ns Netns,
     argv: Vec<String>,
     env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
     timeout: Duration,
 }
 
@@ -61,6 +62,7 @@ impl<'ns> NetnsCommand<'ns> {
             netns,
             argv: vec![program.to_owned()],
             env: Vec::new(),
+            stdin: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -87,6 +89,13 @@ impl<'ns> NetnsCommand<'ns> {
         self
     }
 
+    /// Gives the command these bytes on standard input (a CNI plugin's configuration, say)
+    /// for [`run`](Self::run) and [`output`](Self::output); without it, stdin is empty.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
     /// Sets the time bound of [`run`](Self::run) and [`output`](Self::output).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -102,7 +111,7 @@ impl<'ns> NetnsCommand<'ns> {
     /// Runs the command to completion, whatever its exit status.
     pub fn output(self) -> Result<Output> {
         let line = self.display();
-        run_bounded(self.std_command()?, &line, self.timeout)
+        run_bounded_with_stdin(self.std_command()?, &line, self.timeout, self.stdin.as_deref())
     }
 
     /// Starts the command as a long-lived [`Process`] owned by the namespace: it is ended when
@@ -167,15 +176,30 @@ fn checked(command: String, output: Output) -> Result<Output> {
 }
 
 /// Runs `command` with output captured in anonymous files, killing it after `timeout`.
-pub(crate) fn run_bounded(mut command: Command, line: &str, timeout: Duration) -> Result<Output> {
+pub(crate) fn run_bounded(command: Command, line: &str, timeout: Duration) -> Result<Output> {
+    run_bounded_with_stdin(command, line, timeout, None)
+}
+
+fn run_bounded_with_stdin(mut command: Command, line: &str, timeout: Duration, stdin: Option<&[u8]>) -> Result<Output> {
     let spawn_error = |source| Error::Spawn {
         command: line.to_owned(),
         source,
     };
     let mut stdout = tempfile::tempfile().map_err(spawn_error)?;
     let mut stderr = tempfile::tempfile().map_err(spawn_error)?;
+    match stdin {
+        Some(bytes) => {
+            use std::io::{Seek, Write};
+            let mut input = tempfile::tempfile().map_err(spawn_error)?;
+            input.write_all(bytes).map_err(spawn_error)?;
+            input.rewind().map_err(spawn_error)?;
+            command.stdin(input);
+        }
+        None => {
+            command.stdin(Stdio::null());
+        }
+    }
     command
-        .stdin(Stdio::null())
         .stdout(stdout.try_clone().map_err(spawn_error)?)
         .stderr(stderr.try_clone().map_err(spawn_error)?);
     tracing::debug!(command = %line, "running command");
