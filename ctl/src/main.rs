@@ -5,6 +5,7 @@
 
 mod apply;
 mod get;
+mod ipam;
 mod status;
 
 use std::process::ExitCode;
@@ -48,11 +49,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Pools, blocks and allocations (not implemented yet).
-    Ipam {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Pools, blocks and allocations; consistency checks, release and GC.
+    #[command(subcommand)]
+    Ipam(ipam::IpamCommand),
     /// Policies in force on an endpoint (not implemented yet).
     Policy {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -81,7 +80,7 @@ async fn main() -> ExitCode {
         Command::Apply(args) => apply::apply(&cli.store, args).await,
         Command::Delete(args) => apply::delete(&cli.store, args).await,
         Command::Bgp { .. } => return not_implemented("bgp"),
-        Command::Ipam { .. } => return not_implemented("ipam"),
+        Command::Ipam(command) => ipam::run(&cli.store, command).await,
         Command::Policy { .. } => return not_implemented("policy"),
     };
     match result {

@@ -522,6 +522,11 @@ impl Allocator {
         let mut backoff = Backoff::new(self.attempts);
         loop {
             let Some(stored) = self.store.get_as::<IPAMHandle>(None, &name).await? else {
+                if released.is_empty() {
+                    // No handle object (a GC removed it while an allocation was in flight,
+                    // or it was never written): look for the handle's addresses anyway.
+                    released.extend(self.release_orphans(handle).await?);
+                }
                 return Ok(released);
             };
             for cidr in stored.spec.block.keys() {
@@ -545,6 +550,26 @@ impl Allocator {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// Releases `handle`'s addresses found in any block (no handle object to say where).
+    async fn release_orphans(&self, handle: &str) -> Result<Vec<IpAddr>, IpamError> {
+        let (blocks, _) = self.store.list_as::<IPAMBlock>(None).await?;
+        let mut released = Vec::new();
+        for stored in blocks {
+            let holds = stored
+                .spec
+                .attributes
+                .iter()
+                .any(|a| a.handle_id.as_deref() == Some(handle));
+            if let (true, Ok(cidr)) = (holds, stored.spec.cidr.parse::<IpNet>()) {
+                released.extend(
+                    self.release_in_block(&cidr, |block, now| block.release_handle(handle, now))
+                        .await?,
+                );
+            }
+        }
+        Ok(released)
     }
 
     /// Releases one address; with `sequence`, only if it is still that allocation (the GC's

@@ -148,7 +148,6 @@ pub async fn collect(allocator: &Allocator, options: GcOptions, now: u64) -> Res
     let mut report = GcReport::default();
     let owners = Owners::read(allocator).await?;
     let (blocks, _) = store.list_as::<IPAMBlock>(None).await?;
-    let mut held_by_handle: BTreeSet<String> = BTreeSet::new();
     for stored in &blocks {
         let block = Block::from_spec(stored.spec.clone())?;
         for Held {
@@ -159,7 +158,6 @@ pub async fn collect(allocator: &Allocator, options: GcOptions, now: u64) -> Res
             ..
         } in block.held()
         {
-            held_by_handle.insert(handle.clone());
             let Some(reason) = owners.gone(&attributes) else {
                 continue;
             };
@@ -217,7 +215,7 @@ pub async fn collect(allocator: &Allocator, options: GcOptions, now: u64) -> Res
     }
     let (handles, _) = store.list_as::<IPAMHandle>(None).await?;
     for handle in handles {
-        if held_now.contains(&handle.spec.handle_id) || held_by_handle.contains(&handle.spec.handle_id) {
+        if held_now.contains(&handle.spec.handle_id) {
             continue;
         }
         let Some(name) = handle.metadata.name.clone() else {

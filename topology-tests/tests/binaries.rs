@@ -32,11 +32,10 @@ fn binaries_not_built_yet_exit_non_zero_saying_so() {
         &'static [&'static str],
         &'static [(&'static str, &'static str)],
     );
-    let runs: [Run; 6] = [
+    let runs: [Run; 5] = [
         ("weft-bgpd", &["--config", "/nonexistent.yaml"], &[]),
         ("weft-felix", &["--store", "file:/nonexistent"], &[]),
         ("weft-cni", &[], &[("CNI_COMMAND", "ADD")]),
-        ("weft-ipam", &[], &[("CNI_COMMAND", "ADD")]),
         ("weft-lab", &["up", "/nonexistent.clab.yml"], &[]),
         ("weftctl", &["bgp", "peers"], &[]),
     ];
