@@ -96,16 +96,20 @@ fn address_of(result: &Value) -> IpNet {
     result["ips"][0]["address"].as_str().unwrap().parse().unwrap()
 }
 
-async fn two_pods_reach_each_other_under(plugin_config: Value) {
+async fn two_pods_reach_each_other_under(example: &str) {
     let Some(_support) = require_netns() else { return };
     let store = Store::with_pool("198.18.0.0/24", 26).await;
     let host = Netns::new("node").unwrap();
     let pod_a = Netns::new("pod-a").unwrap();
     let pod_b = Netns::new("pod-b").unwrap();
-    let mut config = plugin_config;
-    config["cniVersion"] = json!("1.0.0");
+    // The shipped example, as it is, but for the store and log paths.
+    let example: Value = serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let mut config = example["plugins"][0].clone();
+    config["cniVersion"] = example["cniVersion"].clone();
     config["name"] = json!("weftnet");
-    config["ipam"] = store.ipam(json!({}));
+    for key in ["store", "lock_file", "log_file", "nodename"] {
+        config["ipam"][key] = store.ipam(json!({}))[key].clone();
+    }
     let plugin = config["type"].as_str().unwrap().to_owned();
 
     let (ok, a) = call(&host, &plugin, "ADD", "ctr-a", pod_a.path(), &config);
@@ -149,12 +153,12 @@ async fn two_pods_reach_each_other_under(plugin_config: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_on_ptp_get_weft_addresses_and_reach_each_other() {
-    two_pods_reach_each_other_under(json!({"type": "ptp"})).await;
+    two_pods_reach_each_other_under(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ptp.conflist")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_on_a_bridge_get_weft_addresses_and_reach_each_other() {
-    two_pods_reach_each_other_under(json!({"type": "bridge", "bridge": "wftbr0", "isGateway": true})).await;
+    two_pods_reach_each_other_under(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bridge.conflist")).await;
 }
 
 /// Runs weft-ipam directly, as a plugin delegating IPAM would.
