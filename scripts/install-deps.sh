@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's tests and demo need on a fresh Debian 12 machine, skipping what is there.
-# Real components only: etcd, iproute2, nftables (and, as the issues land, BIRD, FRR, GoBGP,
-# podman and the reference CNI plugins). Needs root (apt-get).
+# Real components only: etcd, iproute2, nftables, BIRD, the reference CNI plugins (and, as the
+# issues land, FRR, GoBGP and podman). Needs root (apt-get).
 set -euo pipefail
 
 packages=(
@@ -10,6 +10,8 @@ packages=(
   iproute2                     # network namespaces, veth, addresses, routes (the netns test kit)
   nftables                     # felix's packet filter
   procps                       # ps/pgrep for process checks
+  containernetworking-plugins  # the reference CNI plugins (ptp, bridge, host-local) weft-ipam runs under
+  bird2                        # BIRD 2, the top-of-rack router of weft-bgpd's interop tests
 )
 
 missing=()

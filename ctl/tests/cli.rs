@@ -211,3 +211,95 @@ fn a_store_that_does_not_answer_is_named_in_the_error() {
     let output = weftctl(&["--store", "ftp://nowhere", "status"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid store setting"));
 }
+
+#[test]
+fn ipam_pool_show_check_release_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file:{}", dir.path().join("store").display());
+    assert_eq!(
+        stdout(&weftctl(&[
+            "--store",
+            &store,
+            "ipam",
+            "pool",
+            "add",
+            "198.18.0.0/24",
+            "--block-size",
+            "28"
+        ])),
+        "ippools/pool-198-18-0-0-24 created\n"
+    );
+    let overlap = weftctl(&["--store", &store, "ipam", "pool", "add", "198.18.0.128/25"]);
+    assert!(String::from_utf8_lossy(&overlap.stderr).contains("overlaps pool pool-198-18-0-0-24"));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let allocator = weft_ipam::Allocator::new(weft_api::store::open(&store).await.unwrap());
+        for pod in ["a", "b"] {
+            let request = weft_ipam::Request {
+                node: "node-1".into(),
+                handle: format!("net.{pod}.eth0"),
+                ipv4: 1,
+                ipv6: 0,
+                pools: Vec::new(),
+                attributes: [
+                    ("namespace".to_owned(), "x".to_owned()),
+                    ("pod".to_owned(), pod.to_owned()),
+                ]
+                .into(),
+                allowed_use: weft_api::resources::AllowedUse::Workload,
+                reserve_gateway: false,
+            };
+            allocator.allocate(&request).await.unwrap();
+        }
+    });
+
+    let show: Value = serde_json::from_str(&stdout(&weftctl(&["--store", &store, "ipam", "show", "--json"]))).unwrap();
+    assert_eq!(show["pools"][0]["cidr"], "198.18.0.0/24");
+    assert_eq!(show["blocks"][0]["affinity"], "node-1");
+    assert!(show["blocks"][0]["cidr"].as_str().unwrap().ends_with("/28"));
+    let handles: Vec<&str> = show["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["handle"].as_str().unwrap())
+        .collect();
+    assert_eq!(handles, ["net.a.eth0", "net.b.eth0"]);
+    assert!(
+        show["allocations"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("198.18.0.")
+    );
+    assert_eq!(show["nodes"]["node-1"]["used"], 2);
+
+    let check: Value = serde_json::from_str(&stdout(&weftctl(&[
+        "--store", &store, "ipam", "check", "--json", "--grace", "0",
+    ])))
+    .unwrap();
+    assert_eq!(check["problems"], serde_json::json!([]));
+    assert_eq!(
+        check["leaks"].as_array().unwrap().len(),
+        2,
+        "no Pod objects: both are leaks"
+    );
+
+    stdout(&weftctl(&[
+        "--store",
+        &store,
+        "ipam",
+        "release",
+        "--handle",
+        "net.a.eth0",
+    ]));
+    let gc: Value = serde_json::from_str(&stdout(&weftctl(&[
+        "--store", &store, "ipam", "gc", "--grace", "0", "--json",
+    ])))
+    .unwrap();
+    assert_eq!(gc["released"].as_array().unwrap().len(), 1, "{gc}");
+    let show: Value = serde_json::from_str(&stdout(&weftctl(&["--store", &store, "ipam", "show", "--json"]))).unwrap();
+    assert_eq!(show["allocations"], serde_json::json!([]));
+}

@@ -241,3 +241,77 @@ async fn an_exhausted_pool_is_code_100_and_nothing_is_half_done() {
     let (ok, second) = ipam_call("ADD", "ctr-2", &config);
     assert!(ok, "the released address is handed out again: {second}");
 }
+
+#[tokio::test]
+async fn check_status_and_gc_verbs() {
+    let store = Store::with_pool("198.18.0.0/24", 26).await;
+    let config: Value = serde_json::from_str(&netconf(store.ipam(json!({})))).unwrap();
+    for container in ["ctr-1", "ctr-2", "ctr-3"] {
+        let (ok, result) = ipam_call("ADD", container, &config.to_string());
+        assert!(ok, "{result}");
+    }
+    // CHECK: the handle holds the previous result's address; a container never added fails.
+    let (_, previous) = ipam_call("ADD", "ctr-1", &config.to_string());
+    let mut with_previous = config.clone();
+    with_previous["prevResult"] = previous;
+    let (ok, result) = ipam_call("CHECK", "ctr-1", &with_previous.to_string());
+    assert!(ok, "CHECK of a live attachment passes: {result}");
+    let (ok, error) = ipam_call("CHECK", "ctr-9", &with_previous.to_string());
+    assert!(
+        !ok && error["details"].as_str().unwrap().contains("holds no address"),
+        "{error}"
+    );
+
+    // STATUS (spec 1.1.0): ready while a pool selects the node; not (code 50) when none does.
+    let mut config = config;
+    config["cniVersion"] = json!("1.1.0");
+    let (ok, result) = ipam_call("STATUS", "", &config.to_string());
+    assert!(ok, "{result}");
+    let mut v6_only = config.clone();
+    v6_only["ipam"]["assign_ipv4"] = json!(false);
+    v6_only["ipam"]["assign_ipv6"] = json!(true);
+    let (ok, error) = ipam_call("STATUS", "", &v6_only.to_string());
+    assert!(!ok);
+    assert_eq!(error["code"], 50, "{error}");
+
+    // GC: attachments missing from the runtime's valid list are released.
+    let mut gc = config.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-2", "ifname": "eth0"}]);
+    let (ok, result) = ipam_call("GC", "", &gc.to_string());
+    assert!(ok, "{result}");
+    assert_eq!(store.held("weftnet.ctr-1.eth0").await, 0);
+    assert_eq!(
+        store.held("weftnet.ctr-2.eth0").await,
+        1,
+        "the valid attachment keeps its address"
+    );
+    assert_eq!(store.held("weftnet.ctr-3.eth0").await, 0);
+}
+
+#[tokio::test]
+async fn a_corrupt_block_is_an_error_naming_it_and_nothing_is_written() {
+    let store = Store::with_pool("198.18.0.0/24", 26).await;
+    let config = netconf(store.ipam(json!({})));
+    let (ok, first) = ipam_call("ADD", "ctr-1", &config);
+    assert!(ok, "{first}");
+    let blocks = store.dir.path().join("store/objects/weft.io/ipamblocks");
+    let block = std::fs::read_dir(&blocks).unwrap().next().unwrap().unwrap().path();
+    let mut stored: Value = serde_json::from_slice(&std::fs::read(&block).unwrap()).unwrap();
+    stored["object"]["spec"]["unallocated"] = json!([0, 0]);
+    let damaged = serde_json::to_vec(&stored).unwrap();
+    std::fs::write(&block, &damaged).unwrap();
+    let (ok, error) = ipam_call("ADD", "ctr-2", &config);
+    assert!(!ok);
+    assert_eq!(error["code"], 5, "{error}");
+    let details = error["details"].as_str().unwrap();
+    assert!(
+        details.contains("198.18.0.") && details.contains("is inconsistent"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&block).unwrap(),
+        damaged,
+        "the damaged block is left for a person to look at"
+    );
+}

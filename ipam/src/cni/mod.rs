@@ -122,7 +122,6 @@ impl Call {
     /// Pools from the pod's annotation, else its namespace's, else the configuration.
     async fn pools(&self, pod: &PodRef) -> Result<Vec<IpNet>, CniError> {
         let store = self.allocator.store();
-        let (pools, _) = store.list_as::<IPPool>(None).await.map_err(store_error)?;
         let mut annotations: Vec<BTreeMap<String, String>> = Vec::new();
         if let Some(namespace) = &pod.namespace {
             if let Some(name) = &pod.name
@@ -134,6 +133,13 @@ impl Call {
                 annotations.push(ns.metadata.annotations.unwrap_or_default());
             }
         }
+        if annotations
+            .iter()
+            .all(|a| !a.contains_key(ANNOTATION_IPV4_POOLS) && !a.contains_key(ANNOTATION_IPV6_POOLS))
+        {
+            return Ok(self.config.pools.clone());
+        }
+        let (pools, _) = store.list_as::<IPPool>(None).await.map_err(store_error)?;
         for source in annotations {
             let mut chosen = Vec::new();
             for key in [ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS] {

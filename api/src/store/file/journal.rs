@@ -115,7 +115,7 @@ pub(super) fn read_tail(path: &Path) -> Result<Tail, StoreError> {
     // Find the end of the committed part: the byte after the last newline.
     let mut committed_len = 0;
     let mut end = file_len;
-    const CHUNK: u64 = 64 * 1024;
+    const CHUNK: u64 = 8 * 1024;
     let mut buffer = Vec::new();
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
@@ -187,7 +187,7 @@ pub(super) fn create(path: &Path, compacted_through: Revision) -> Result<(), Sto
         reason: error.to_string(),
     })?;
     line.push(b'\n');
-    super::atomic_write(path, &line)
+    super::atomic_write(path, &line, true)
 }
 
 /// Cuts off a torn append.
@@ -260,5 +260,5 @@ pub(super) fn compact(path: &Path, keep_bytes: u64) -> Result<(), StoreError> {
     for line in kept.iter().rev() {
         out.extend_from_slice(line);
     }
-    super::atomic_write(path, &out)
+    super::atomic_write(path, &out, true)
 }

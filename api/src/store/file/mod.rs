@@ -19,6 +19,7 @@
 //! Never: a write without the exclusive lock, an object file written in place, an object that
 //! fails to parse skipped in silence.
 
+mod checkpoint;
 mod journal;
 mod watch;
 
@@ -64,6 +65,10 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     options: FileStoreOptions,
+    /// This boot's id; `None` where it cannot be read, and then object files are fsynced.
+    boot_id: Option<String>,
+    /// Set once this process has made sure no reboot lost object files (checkpoint.rs).
+    boot_checked: std::sync::OnceLock<()>,
 }
 
 /// The object file's content.
@@ -83,7 +88,12 @@ impl FileStore {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(dir.join("objects")).map_err(io_error("create", &dir))?;
         let store = FileStore {
-            inner: Arc::new(Inner { dir, options }),
+            inner: Arc::new(Inner {
+                dir,
+                options,
+                boot_id: checkpoint::boot_id(),
+                boot_checked: std::sync::OnceLock::new(),
+            }),
         };
         let inner = &store.inner;
         let _lock = inner.lock(FlockArg::LockExclusive)?;
@@ -105,6 +115,13 @@ impl FileStore {
         F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        // A single-threaded runtime (a CNI plugin's, a CLI's) has nothing else to run while it
+        // waits for the disk: handing the work to another thread would only add latency.
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+        {
+            return operation(&inner);
+        }
         tokio::task::spawn_blocking(move || operation(&inner))
             .await
             .map_err(|error| StoreError::Backend {
@@ -115,8 +132,9 @@ impl FileStore {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
-pub(super) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content; with
+/// `durable`, also a power loss (the file and its directory are fsynced).
+pub(super) fn atomic_write(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
@@ -128,9 +146,11 @@ pub(super) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
     let result = (|| {
         let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
         file.write_all(bytes).map_err(io_error("write", &temporary))?;
-        file.sync_all().map_err(io_error("fsync", &temporary))?;
+        if durable {
+            file.sync_data().map_err(io_error("fsync", &temporary))?;
+        }
         fs::rename(&temporary, path).map_err(io_error("rename onto", path))?;
-        sync_dir(dir)
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -244,7 +264,7 @@ impl Inner {
         let dir = path.parent().unwrap_or(&self.dir);
         if !dir.exists() {
             fs::create_dir_all(dir).map_err(io_error("create", dir))?;
-            if let Some(parent) = dir.parent() {
+            if let (Some(parent), true) = (dir.parent(), self.durable_objects()) {
                 sync_dir(parent)?;
             }
         }
@@ -256,12 +276,18 @@ impl Inner {
             key: path.display().to_string(),
             reason: error.to_string(),
         })?;
-        atomic_write(path, &bytes)
+        atomic_write(path, &bytes, self.durable_objects())
     }
 
-    fn remove_object(path: &Path) -> Result<(), StoreError> {
+    /// Whether object files are fsynced on every write (no boot id to detect a reboot by).
+    fn durable_objects(&self) -> bool {
+        self.boot_id.is_none()
+    }
+
+    fn remove_object(&self, path: &Path) -> Result<(), StoreError> {
         match fs::remove_file(path) {
-            Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Ok(()) if self.durable_objects() => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(io_error("remove", path)(error)),
         }
@@ -296,6 +322,10 @@ impl Inner {
             tracing::warn!(journal = %path.display(), "cutting off a torn journal line left by a dead writer");
             journal::truncate(&path, tail.committed_len)?;
         }
+        if self.boot_checked.get().is_none() {
+            self.check_boot(tail.head)?;
+            let _ = self.boot_checked.set(());
+        }
         if self.needs_recovery(&tail)?
             && let Some(last) = &tail.last
         {
@@ -303,13 +333,73 @@ impl Inner {
             tracing::warn!(revision = %last.revision, object = %object_path.display(), "applying a committed write a dead writer left unfinished");
             match last.change {
                 Change::Create | Change::Update => self.write_object(&object_path, last.revision, &last.object)?,
-                Change::Delete => Self::remove_object(&object_path)?,
+                Change::Delete => self.remove_object(&object_path)?,
             }
             if let Some(dir) = object_path.parent() {
                 remove_temporaries(dir);
             }
         }
         Ok(tail.head)
+    }
+
+    /// After a reboot since the last checkpoint, applies every later journal entry whose
+    /// object file is behind, missing or damaged, then records a new checkpoint. Needs the
+    /// exclusive lock.
+    fn check_boot(&self, head: Revision) -> Result<(), StoreError> {
+        let Some(boot_id) = &self.boot_id else {
+            return Ok(());
+        };
+        let recorded = checkpoint::read(&self.dir);
+        if recorded.as_ref().is_some_and(|c| &c.boot_id == boot_id) {
+            return Ok(());
+        }
+        let since = recorded.map_or(Revision(0), |c| c.revision);
+        let path = self.journal_path();
+        let bytes = fs::read(&path).map_err(io_error("read", &path))?;
+        let mut offset = 0u64;
+        let mut replayed = 0usize;
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            let line_offset = offset;
+            offset += line.len() as u64;
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            let journal::Line::Entry(entry) = journal::parse_line(&path, line_offset, &line[..line.len() - 1])? else {
+                continue;
+            };
+            if entry.revision <= since {
+                continue;
+            }
+            let object_path = self.entry_path(&entry.key);
+            let current = Self::read_file(&object_path).ok().flatten().map(|f| f.revision);
+            match entry.change {
+                Change::Create | Change::Update if current.is_none_or(|r| r < entry.revision) => {
+                    self.write_object(&object_path, entry.revision, &entry.object)?;
+                    replayed += 1;
+                }
+                Change::Delete if current.is_some_and(|r| r < entry.revision) => {
+                    self.remove_object(&object_path)?;
+                    replayed += 1;
+                }
+                _ => {}
+            }
+        }
+        if replayed > 0 {
+            tracing::warn!(since = %since, replayed, "restored object files from the journal after a reboot");
+        }
+        checkpoint::write(&self.dir, head, boot_id)
+    }
+
+    /// Records a checkpoint when enough writes went by since the last one.
+    fn maybe_checkpoint(&self, head: Revision, force: bool) -> Result<(), StoreError> {
+        let Some(boot_id) = &self.boot_id else {
+            return Ok(());
+        };
+        let since = checkpoint::read(&self.dir).map_or(Revision(0), |c| c.revision);
+        if force || head.0.saturating_sub(since.0) >= checkpoint::CHECKPOINT_EVERY {
+            checkpoint::write(&self.dir, head, boot_id)?;
+        }
+        Ok(())
     }
 
     /// Runs `read` under the shared lock, after recovery if a dead writer left work.
@@ -340,9 +430,12 @@ impl Inner {
         let path = self.object_path(key);
         match change {
             Change::Create | Change::Update => self.write_object(&path, revision, &entry.object)?,
-            Change::Delete => Self::remove_object(&path)?,
+            Change::Delete => self.remove_object(&path)?,
         }
-        if journal_len > self.options.journal_limit_bytes {
+        let compact = journal_len > self.options.journal_limit_bytes;
+        // Everything a compaction drops from the journal must be on disk first.
+        self.maybe_checkpoint(revision, compact)?;
+        if compact {
             journal::compact(&journal_path, self.options.journal_limit_bytes / 2)?;
         }
         Ok(Object::new(key.clone(), revision, entry.object))
