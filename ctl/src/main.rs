@@ -4,6 +4,7 @@
 //! Output meant for scripts (`--json`) is stable; the human tables may change.
 
 mod apply;
+mod bgp;
 mod get;
 mod ipam;
 mod status;
@@ -25,6 +26,9 @@ struct Cli {
     /// The node to act for (default: the host name).
     #[arg(long, global = true, env = "WEFT_NODENAME")]
     nodename: Option<String>,
+    /// weft-bgpd's control socket (for `bgp`).
+    #[arg(long, global = true, env = "WEFT_BGPD_SOCKET", default_value = bgp::DEFAULT_BGPD_SOCKET)]
+    socket: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,11 +48,8 @@ enum Command {
     Apply(apply::FileArgs),
     /// Remove the objects of a YAML file (`-` for stdin) from the store.
     Delete(apply::DeleteArgs),
-    /// BGP sessions and routes of a node's weft-bgpd (not implemented yet).
-    Bgp {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// BGP sessions and routes of a running weft-bgpd (its control socket).
+    Bgp(bgp::BgpArgs),
     /// Pools, blocks and allocations; consistency checks, release and GC.
     #[command(subcommand)]
     Ipam(ipam::IpamCommand),
@@ -79,7 +80,7 @@ async fn main() -> ExitCode {
         Command::Get(args) => get::run(&cli.store, args).await,
         Command::Apply(args) => apply::apply(&cli.store, args).await,
         Command::Delete(args) => apply::delete(&cli.store, args).await,
-        Command::Bgp { .. } => return not_implemented("bgp"),
+        Command::Bgp(args) => bgp::run(&cli.socket, args).await,
         Command::Ipam(command) => ipam::run(&cli.store, command).await,
         Command::Policy { .. } => return not_implemented("policy"),
     };

@@ -32,12 +32,10 @@ fn binaries_not_built_yet_exit_non_zero_saying_so() {
         &'static [&'static str],
         &'static [(&'static str, &'static str)],
     );
-    let runs: [Run; 5] = [
-        ("weft-bgpd", &["--config", "/nonexistent.yaml"], &[]),
+    let runs: [Run; 3] = [
         ("weft-felix", &["--store", "file:/nonexistent"], &[]),
         ("weft-cni", &[], &[("CNI_COMMAND", "ADD")]),
         ("weft-lab", &["up", "/nonexistent.clab.yml"], &[]),
-        ("weftctl", &["bgp", "peers"], &[]),
     ];
     for (name, args, env) in runs {
         let output = Command::new(binary(name).unwrap())

@@ -1,9 +1,10 @@
 //! weft's BGP-4 protocol core.
 //!
-//! Owns the wire codec, the RFC 4271 §8 session state machine, capability negotiation and, later,
-//! the RIBs, best-path selection and import/export policy. Pure by construction: this crate
-//! depends on no async runtime and reads no clock; the driver in `weft-bgpd` passes bytes, events
-//! and the current [`std::time::Instant`] in and carries [`fsm::Action`]s out.
+//! Owns the wire codec, the RFC 4271 §8 session state machine, capability negotiation, the RIBs,
+//! best-path selection and import/export policy (only accept/reject so far). Pure by
+//! construction: this crate depends on no async runtime and reads no clock; the driver in
+//! `weft-bgpd` passes bytes, events and the current [`std::time::Instant`] in and carries
+//! [`fsm::Action`]s and RIB changes out.
 //!
 //! | module | owns | RFC |
 //! | --- | --- | --- |
@@ -14,20 +15,32 @@
 //! | [`capabilities`] | our OPEN, and what both OPENs negotiate | 5492; 4760; 6793; 2918; 7313; 4724; 7911; 8950; 8654 |
 //! | [`timers`] | the session's timers as deadlines | 4271 §8, §10 |
 //! | [`fsm`] | the session state machine, OPEN checks, collision detection | 4271 §6.2, §6.8, §8 |
+//! | [`route`] | prefixes, path attributes, where a path came from | 4271 §3.1, §5 |
+//! | [`update`] | UPDATE messages ⇄ routes, End-of-RIB | 4271 §4.3; 4760; 4724 §2 |
+//! | [`rib`] | Adj-RIB-In, Loc-RIB, Adj-RIB-Out | 4271 §3.2, §9 |
+//! | [`best_path`] | the Decision Process | 4271 §9.1.2 |
+//! | [`export`] | import/export policy (accept, reject), attributes sent to a peer | 4271 §5.1, §9.2; 8212 |
 
+pub mod best_path;
 pub mod capabilities;
 pub mod codec;
 pub mod error_handling;
+pub mod export;
 pub mod framing;
 pub mod fsm;
 pub mod notification;
+pub mod rib;
+pub mod route;
 pub mod timers;
+pub mod update;
 
 pub use capabilities::{LocalConfig, Negotiated};
 pub use codec::{CodecContext, DecodeError, Message, Received};
 pub use framing::{Frame, Framer, FramingError};
 pub use fsm::{Action, Event, Session, State};
 pub use notification::Notification;
+pub use rib::{AdjRibIn, AdjRibOut, LocRib};
+pub use route::{Path, PathAttributes, PathSource, PeerInfo, Prefix};
 
 /// Re-exported so the driver and tests name the same netgauze types this crate does.
 pub use netgauze_bgp_pkt as wire;

@@ -1,0 +1,157 @@
+//! Best-path selection: the Decision Process of RFC 4271 §9.1.2, as a pure function of the set of
+//! paths to one prefix.
+//!
+//! Each step eliminates paths from the candidate set, in this order:
+//! 0. a path originated here beats any learned path (what BIRD and FRR call a static route's
+//!    preference; weft originates at most one path per prefix);
+//! 1. highest degree of preference, [`Path::local_pref`] (§9.1.1, §9.1.2.2 before a);
+//! 2. shortest AS_PATH, an AS_SET counting as one (§9.1.2.2 a);
+//! 3. lowest ORIGIN (§9.1.2.2 b);
+//! 4. lowest MULTI_EXIT_DISC among paths from the same neighbouring AS, a missing MED being the
+//!    lowest value (§9.1.2.2 c);
+//! 5. eBGP-learned before iBGP-learned (§9.1.2.2 d); (e, interior cost to the next hop, needs
+//!    the FIB and is not applied yet);
+//! 6. lowest BGP Identifier of the advertising peer (§9.1.2.2 f);
+//! 7. lowest peer address (§9.1.2.2 g).
+//!
+//! Because every step works on the whole set and the last one is a total order on peers (one
+//! path per peer per prefix), the result does not depend on the order in which paths arrived.
+//!
+//! Must never: look at the FIB, the clock, or anything outside the paths it is given.
+
+use std::collections::HashMap;
+
+use crate::route::{Path, PathSource};
+
+/// The index of the best of `paths`, or `None` if there are none.
+pub fn best_path(paths: &[Path]) -> Option<usize> {
+    let mut candidates: Vec<usize> = (0..paths.len()).collect();
+    keep_min_by_key(&mut candidates, |i| u8::from(paths[i].source != PathSource::Local));
+    keep_min_by_key(&mut candidates, |i| std::cmp::Reverse(paths[i].local_pref()));
+    keep_min_by_key(&mut candidates, |i| paths[i].attributes.as_path.length());
+    keep_min_by_key(&mut candidates, |i| paths[i].attributes.origin);
+    eliminate_by_med(paths, &mut candidates);
+    keep_min_by_key(&mut candidates, |i| match paths[i].source {
+        PathSource::Peer(peer) => u8::from(peer.internal),
+        PathSource::Local => 0,
+    });
+    keep_min_by_key(&mut candidates, |i| match paths[i].source {
+        PathSource::Peer(peer) => (u32::from(peer.router_id), Some(peer.address)),
+        PathSource::Local => (0, None),
+    });
+    candidates.first().copied()
+}
+
+fn keep_min_by_key<K: Ord>(candidates: &mut Vec<usize>, key: impl Fn(usize) -> K) {
+    if let Some(min) = candidates.iter().map(|&i| key(i)).min() {
+        candidates.retain(|&i| key(i) == min);
+    }
+}
+
+/// §9.1.2.2 (c): within each group of paths from the same neighbouring AS, keep only those with
+/// the lowest MED. Paths from different neighbouring ASes are not compared.
+fn eliminate_by_med(paths: &[Path], candidates: &mut Vec<usize>) {
+    let med = |i: usize| paths[i].attributes.med.unwrap_or(0);
+    let mut lowest: HashMap<Option<u32>, u32> = HashMap::new();
+    for &i in candidates.iter() {
+        let entry = lowest
+            .entry(paths[i].attributes.as_path.neighbor_as())
+            .or_insert(u32::MAX);
+        *entry = (*entry).min(med(i));
+    }
+    candidates.retain(|&i| lowest.get(&paths[i].attributes.as_path.neighbor_as()) == Some(&med(i)));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::route::{AsPath, AsPathSegment, Origin, PathAttributes, PeerInfo};
+
+    fn peer(last: u8, asn: u32, internal: bool) -> PathSource {
+        PathSource::Peer(PeerInfo {
+            address: IpAddr::V4(Ipv4Addr::new(198, 19, 0, last)),
+            router_id: Ipv4Addr::new(198, 19, 1, last),
+            asn,
+            internal,
+        })
+    }
+
+    fn path(source: PathSource, as_path: &[u32], med: Option<u32>, local_pref: Option<u32>) -> Path {
+        Path {
+            source,
+            attributes: Arc::new(PathAttributes {
+                origin: Origin::Igp,
+                as_path: AsPath(vec![AsPathSegment::Sequence(as_path.to_vec())]),
+                next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)),
+                med,
+                local_pref,
+            }),
+        }
+    }
+
+    #[test]
+    fn shorter_as_path_wins() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000, 65100], None, None),
+            path(peer(2, 65002, false), &[65002], None, None),
+        ];
+        assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn local_pref_from_ibgp_beats_a_shorter_path() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000], None, None),
+            path(peer(2, 65001, true), &[65000, 65100], None, Some(200)),
+        ];
+        assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn local_pref_from_ebgp_is_ignored() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000], None, Some(500)),
+            path(peer(2, 65002, false), &[65002], None, None),
+        ];
+        assert_eq!(best_path(&paths), Some(0), "equal up to the router id");
+    }
+
+    #[test]
+    fn med_is_compared_only_within_the_same_neighbor_as() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000], Some(50), None),
+            path(peer(2, 65000, false), &[65000], Some(10), None),
+            path(peer(3, 65002, false), &[65002], Some(90), None),
+        ];
+        // Path 0 loses to path 1 on MED; path 2 is not compared by MED and path 1 wins on
+        // router id.
+        assert_eq!(best_path(&paths), Some(1));
+        assert_eq!(best_path(&[paths[0].clone(), paths[2].clone()]), Some(0));
+    }
+
+    #[test]
+    fn ebgp_beats_ibgp() {
+        let paths = [
+            path(peer(1, 65001, true), &[65000], None, Some(100)),
+            path(peer(2, 65000, false), &[65000], None, None),
+        ];
+        assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn originated_path_beats_learned_paths() {
+        let paths = [
+            path(peer(1, 65000, false), &[], None, None),
+            path(PathSource::Local, &[], None, None),
+        ];
+        assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn no_paths_no_best() {
+        assert_eq!(best_path(&[]), None);
+    }
+}

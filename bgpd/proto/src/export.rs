@@ -1,0 +1,190 @@
+//! Import and export decisions for one peer: policy and the attributes a peer is sent
+//! (RFC 4271 §5.1, §9.1.3, §9.2; RFC 8212).
+//!
+//! Owns [`Policy`] (only `accept` and `reject` so far; named policies come later), its RFC 8212
+//! default (an eBGP session neither accepts nor sends anything without an explicit policy;
+//! iBGP defaults to accept), [`import_allowed`] (policy plus AS_PATH loop detection, §9.1.2) and
+//! [`export_attributes`]: which best path a peer may see and with what attributes —
+//! - never back to the peer it came from, never an iBGP-learned path to an iBGP peer (§9.2,
+//!   no route reflection yet);
+//! - to eBGP: our AS prepended (§5.1.2), NEXT_HOP set to our address on the session (§5.1.3),
+//!   LOCAL_PREF dropped (§5.1.5), MULTI_EXIT_DISC not passed on to another AS (§5.1.4);
+//! - to iBGP: AS_PATH unchanged, LOCAL_PREF set (§5.1.5), NEXT_HOP kept for learned routes and
+//!   set to our address for originated ones.
+//!
+//! Must never: do I/O or look at anything but the path, the peer and the session's addresses.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::route::{Path, PathAttributes, PathSource, PeerInfo, Prefix};
+
+/// An import or export policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Let every route through.
+    Accept,
+    /// Let nothing through.
+    Reject,
+}
+
+impl Policy {
+    /// The policy when none is configured (RFC 8212 §3: reject for eBGP).
+    pub const fn default_for(internal: bool) -> Self {
+        if internal { Self::Accept } else { Self::Reject }
+    }
+}
+
+/// One session as export sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSession {
+    /// Our AS.
+    pub local_asn: u32,
+    /// The peer.
+    pub peer: PeerInfo,
+    /// Our IPv4 address for NEXT_HOP self, if the session has one.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Our IPv6 address for NEXT_HOP self, if the session has one.
+    pub next_hop_v6: Option<Ipv6Addr>,
+    /// The export policy.
+    pub policy: Policy,
+}
+
+/// Whether a route from `peer` may enter the Loc-RIB: the import policy allows it and our AS
+/// is not in its AS_PATH (loop detection, RFC 4271 §9.1.2).
+pub fn import_allowed(policy: Policy, local_asn: u32, attributes: &PathAttributes) -> bool {
+    policy == Policy::Accept && !attributes.as_path.contains(local_asn)
+}
+
+/// The attributes to advertise `best` (the best path to `prefix`) with on `session`, or `None`
+/// if the peer must not see it (it is then withdrawn if it was sent).
+pub fn export_attributes(prefix: &Prefix, best: &Path, session: &ExportSession) -> Option<Arc<PathAttributes>> {
+    if session.policy == Policy::Reject {
+        return None;
+    }
+    if let PathSource::Peer(from) = best.source
+        && (from.address == session.peer.address || (from.internal && session.peer.internal))
+    {
+        return None;
+    }
+    let self_next_hop = match prefix {
+        Prefix::V4(_) => session.next_hop_v4.map(IpAddr::V4),
+        Prefix::V6(_) => session.next_hop_v6.map(IpAddr::V6),
+    };
+    let attributes = &best.attributes;
+    if session.peer.internal {
+        let next_hop = match best.source {
+            PathSource::Local => self_next_hop?,
+            PathSource::Peer(_) => attributes.next_hop,
+        };
+        return Some(Arc::new(PathAttributes {
+            origin: attributes.origin,
+            as_path: attributes.as_path.clone(),
+            next_hop,
+            med: attributes.med,
+            local_pref: Some(best.local_pref()),
+        }));
+    }
+    let med = match best.source {
+        // Our own MED (none today) may go to a neighbouring AS; a learned one may not.
+        PathSource::Local => attributes.med,
+        PathSource::Peer(_) => None,
+    };
+    Some(Arc::new(PathAttributes {
+        origin: attributes.origin,
+        as_path: attributes.as_path.prepend(session.local_asn),
+        next_hop: self_next_hop?,
+        med,
+        local_pref: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{AsPath, Origin};
+
+    fn peer(last: u8, asn: u32, internal: bool) -> PeerInfo {
+        PeerInfo {
+            address: IpAddr::V4(Ipv4Addr::new(198, 19, 0, last)),
+            router_id: Ipv4Addr::new(198, 19, 1, last),
+            asn,
+            internal,
+        }
+    }
+
+    fn session(peer: PeerInfo, policy: Policy) -> ExportSession {
+        ExportSession {
+            local_asn: 65001,
+            peer,
+            next_hop_v4: Some(Ipv4Addr::new(198, 19, 0, 2)),
+            next_hop_v6: None,
+            policy,
+        }
+    }
+
+    fn local_path() -> Path {
+        Path {
+            source: PathSource::Local,
+            attributes: Arc::new(PathAttributes {
+                origin: Origin::Igp,
+                as_path: AsPath::default(),
+                next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                med: None,
+                local_pref: None,
+            }),
+        }
+    }
+
+    fn prefix(text: &str) -> Prefix {
+        text.parse().expect("prefix")
+    }
+
+    #[test]
+    fn ebgp_gets_our_as_prepended_and_next_hop_self() {
+        let tor = session(peer(1, 65000, false), Policy::Accept);
+        let sent = export_attributes(&prefix("198.18.1.0/26"), &local_path(), &tor).expect("exported");
+        assert_eq!(sent.as_path.asns(), vec![65001]);
+        assert_eq!(sent.next_hop, IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)));
+        assert_eq!(sent.local_pref, None);
+    }
+
+    #[test]
+    fn nothing_is_sent_to_ebgp_without_an_export_policy() {
+        let tor = session(peer(1, 65000, false), Policy::default_for(false));
+        assert_eq!(export_attributes(&prefix("198.18.1.0/26"), &local_path(), &tor), None);
+    }
+
+    #[test]
+    fn a_family_without_a_session_address_is_not_sent() {
+        let tor = session(peer(1, 65000, false), Policy::Accept);
+        assert_eq!(export_attributes(&prefix("2001:db8:1::/64"), &local_path(), &tor), None);
+    }
+
+    #[test]
+    fn a_route_goes_neither_back_to_its_peer_nor_from_ibgp_to_ibgp() {
+        let learned = |from: PeerInfo| Path {
+            source: PathSource::Peer(from),
+            ..local_path()
+        };
+        let ibgp = session(peer(3, 65001, true), Policy::Accept);
+        assert_eq!(
+            export_attributes(&prefix("198.18.2.0/24"), &learned(peer(3, 65001, true)), &ibgp),
+            None
+        );
+        assert_eq!(
+            export_attributes(&prefix("198.18.2.0/24"), &learned(peer(4, 65001, true)), &ibgp),
+            None
+        );
+        assert!(export_attributes(&prefix("198.18.2.0/24"), &learned(peer(1, 65000, false)), &ibgp).is_some());
+    }
+
+    #[test]
+    fn routes_with_our_as_in_the_path_are_not_imported() {
+        let mut attributes = (*local_path().attributes).clone();
+        attributes.as_path = AsPath::default().prepend(65001).prepend(65000);
+        assert!(!import_allowed(Policy::Accept, 65001, &attributes));
+        assert!(import_allowed(Policy::Accept, 65002, &attributes));
+        assert!(!import_allowed(Policy::Reject, 65002, &attributes));
+    }
+}

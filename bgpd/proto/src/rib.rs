@@ -1,0 +1,270 @@
+//! The Routing Information Bases of RFC 4271 §3.2: Adj-RIB-In, Loc-RIB and Adj-RIB-Out.
+//!
+//! - [`AdjRibIn`]: what one peer advertised to us and has not withdrawn, before import policy.
+//! - [`LocRib`]: every accepted path per prefix and the best of them ([`crate::best_path`]).
+//!   Changes report whether the best path changed, so the caller knows what to re-export.
+//! - [`AdjRibOut`]: what we advertised to one peer, so a new best path is sent only when the
+//!   attributes the peer would see change, and withdrawn only if it was sent.
+//!
+//! Must never: do I/O, apply policy (the caller filters before [`LocRib::insert`] and before
+//! [`AdjRibOut::update`]), or hold more than one path per source and prefix (no add-path yet).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::best_path::best_path;
+use crate::route::{Path, PathAttributes, PathSource, Prefix};
+
+/// What one peer advertised, before import policy (RFC 4271 §3.2).
+#[derive(Debug, Clone, Default)]
+pub struct AdjRibIn {
+    routes: BTreeMap<Prefix, Arc<PathAttributes>>,
+}
+
+impl AdjRibIn {
+    /// Records an advertisement, replacing an earlier one for the prefix (implicit withdraw).
+    pub fn insert(&mut self, prefix: Prefix, attributes: Arc<PathAttributes>) {
+        self.routes.insert(prefix, attributes);
+    }
+
+    /// Records a withdrawal; whether the prefix was there.
+    pub fn remove(&mut self, prefix: &Prefix) -> bool {
+        self.routes.remove(prefix).is_some()
+    }
+
+    /// How many prefixes the peer advertises.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether the peer advertises nothing.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Empties it (the session went down), returning the prefixes it held.
+    pub fn clear(&mut self) -> Vec<Prefix> {
+        std::mem::take(&mut self.routes).into_keys().collect()
+    }
+
+    /// Every prefix and its attributes.
+    pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &Arc<PathAttributes>)> {
+        self.routes.iter()
+    }
+}
+
+/// Every path to one prefix and which one is best.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    paths: Vec<Path>,
+    best: Option<usize>,
+}
+
+impl Destination {
+    /// All paths, in no particular order.
+    pub fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+
+    /// The best path.
+    pub fn best(&self) -> Option<&Path> {
+        self.best.and_then(|i| self.paths.get(i))
+    }
+
+    /// Reselects after a change; `before` is the best path before it.
+    fn reselect(&mut self, before: Option<Path>) -> bool {
+        self.best = best_path(&self.paths);
+        before.as_ref() != self.best()
+    }
+}
+
+/// The Loc-RIB: accepted paths per prefix and the best of each (RFC 4271 §3.2, §9.1).
+#[derive(Debug, Clone, Default)]
+pub struct LocRib {
+    destinations: BTreeMap<Prefix, Destination>,
+}
+
+impl LocRib {
+    /// Adds or replaces the path of `path.source` to `prefix`; whether the best path changed.
+    pub fn insert(&mut self, prefix: Prefix, path: Path) -> bool {
+        let destination = self.destinations.entry(prefix).or_default();
+        let before = destination.best().cloned();
+        match destination.paths.iter_mut().find(|p| p.source == path.source) {
+            Some(existing) => *existing = path,
+            None => destination.paths.push(path),
+        }
+        destination.reselect(before)
+    }
+
+    /// Removes the path of `source` to `prefix`, if any; whether the best path changed.
+    pub fn remove(&mut self, prefix: &Prefix, source: &PathSource) -> bool {
+        let Some(destination) = self.destinations.get_mut(prefix) else {
+            return false;
+        };
+        let (count, best) = (destination.paths.len(), destination.best().cloned());
+        destination.paths.retain(|p| &p.source != source);
+        if destination.paths.len() == count {
+            return false;
+        }
+        let changed = destination.reselect(best);
+        if destination.paths.is_empty() {
+            self.destinations.remove(prefix);
+        }
+        changed
+    }
+
+    /// The best path to `prefix`.
+    pub fn best(&self, prefix: &Prefix) -> Option<&Path> {
+        self.destinations.get(prefix).and_then(Destination::best)
+    }
+
+    /// Every prefix with at least one path, in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &Destination)> {
+        self.destinations.iter()
+    }
+
+    /// How many prefixes have a path.
+    pub fn len(&self) -> usize {
+        self.destinations.len()
+    }
+
+    /// Whether no prefix has a path.
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty()
+    }
+}
+
+/// What the Adj-RIB-Out says to send for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutChange {
+    /// Advertise with these attributes.
+    Advertise(Arc<PathAttributes>),
+    /// Withdraw it.
+    Withdraw,
+}
+
+/// What we advertised to one peer (RFC 4271 §3.2).
+#[derive(Debug, Clone, Default)]
+pub struct AdjRibOut {
+    routes: BTreeMap<Prefix, Arc<PathAttributes>>,
+}
+
+impl AdjRibOut {
+    /// Sets what the peer should see for `prefix` (`None`: nothing) and says what to send, if
+    /// anything differs from what was sent.
+    pub fn update(&mut self, prefix: Prefix, wanted: Option<Arc<PathAttributes>>) -> Option<OutChange> {
+        match wanted {
+            Some(attributes) => {
+                if self.routes.get(&prefix) == Some(&attributes) {
+                    return None;
+                }
+                self.routes.insert(prefix, attributes.clone());
+                Some(OutChange::Advertise(attributes))
+            }
+            None => self.routes.remove(&prefix).map(|_| OutChange::Withdraw),
+        }
+    }
+
+    /// How many prefixes are advertised.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether nothing is advertised.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Forgets everything (the session went down).
+    pub fn clear(&mut self) {
+        self.routes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::route::{AsPath, Origin, PeerInfo};
+
+    fn attributes(next_hop: u8) -> Arc<PathAttributes> {
+        Arc::new(PathAttributes {
+            origin: Origin::Igp,
+            as_path: AsPath::default().prepend(65000),
+            next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, next_hop)),
+            med: None,
+            local_pref: None,
+        })
+    }
+
+    fn from_peer(last: u8) -> PathSource {
+        PathSource::Peer(PeerInfo {
+            address: IpAddr::V4(Ipv4Addr::new(198, 19, 0, last)),
+            router_id: Ipv4Addr::new(198, 19, 1, last),
+            asn: 65000,
+            internal: false,
+        })
+    }
+
+    fn prefix() -> Prefix {
+        "198.18.1.0/24".parse().expect("prefix")
+    }
+
+    #[test]
+    fn removing_the_best_path_selects_the_next() {
+        let mut rib = LocRib::default();
+        assert!(rib.insert(
+            prefix(),
+            Path {
+                source: from_peer(2),
+                attributes: attributes(2)
+            }
+        ));
+        assert!(rib.insert(
+            prefix(),
+            Path {
+                source: from_peer(1),
+                attributes: attributes(1)
+            }
+        ));
+        assert_eq!(rib.best(&prefix()).map(|p| p.source), Some(from_peer(1)));
+        assert!(!rib.remove(&prefix(), &from_peer(3)));
+        assert!(rib.remove(&prefix(), &from_peer(1)));
+        assert_eq!(rib.best(&prefix()).map(|p| p.source), Some(from_peer(2)));
+        assert!(rib.remove(&prefix(), &from_peer(2)));
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn adding_a_worse_path_does_not_change_the_best() {
+        let mut rib = LocRib::default();
+        assert!(rib.insert(
+            prefix(),
+            Path {
+                source: from_peer(1),
+                attributes: attributes(1)
+            }
+        ));
+        assert!(!rib.insert(
+            prefix(),
+            Path {
+                source: from_peer(2),
+                attributes: attributes(2)
+            }
+        ));
+    }
+
+    #[test]
+    fn adj_rib_out_sends_only_differences() {
+        let mut out = AdjRibOut::default();
+        assert_eq!(out.update(prefix(), None), None, "nothing to withdraw");
+        assert_eq!(
+            out.update(prefix(), Some(attributes(1))),
+            Some(OutChange::Advertise(attributes(1)))
+        );
+        assert_eq!(out.update(prefix(), Some(attributes(1))), None, "unchanged");
+        assert_eq!(out.update(prefix(), None), Some(OutChange::Withdraw));
+        assert!(out.is_empty());
+    }
+}

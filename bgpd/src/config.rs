@@ -1,0 +1,483 @@
+//! Standalone configuration: the YAML file of `weft-bgpd --config FILE` (DESIGN.md, "BGP").
+//!
+//! Owns reading the file, rejecting unknown keys, and turning every value into its type with an
+//! error that names the key (`peers[1].address: …`). The keys of DESIGN.md are a stable contract:
+//!
+//! ```yaml
+//! asn: 65001                      # required; 4-octet AS numbers welcome
+//! router_id: 198.19.0.2           # required; the BGP Identifier
+//! listen_port: 179                # optional (default 179; 0: accept no connections)
+//! control_socket: /run/weft/bgpd.sock   # optional
+//! originate: [198.18.1.0/26, "2001:db8:1::/64"]
+//! kernel: { install: true }       # optional: best learned paths into the kernel (proto 87)
+//! peers:
+//!   - address: 198.19.0.1
+//!     asn: 65000
+//!     password: secret            # optional: TCP MD5 (RFC 2385), at most 80 octets
+//!     families: [ipv4-unicast, ipv6-unicast]   # optional, default both
+//!     import: accept              # accept | reject; default reject for eBGP (RFC 8212)
+//!     export: accept
+//!     passive: false              # optional: wait for the peer to connect
+//!     hold_time: 90               # optional: seconds, 0 or at least 3
+//!     connect_retry_time: 5       # optional: seconds between connection attempts
+//! ```
+//!
+//! Must never: start anything, or accept a key it does not act on: a configuration that asks for
+//! something weft cannot do yet (named policies) is an error, not a silent no-op.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use weft_bgp_proto::AddressType;
+use weft_bgp_proto::export::Policy;
+
+/// Where the control socket is when the file does not say.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/bgpd.sock";
+/// The BGP port (RFC 4271 §8.2.1).
+pub const DEFAULT_LISTEN_PORT: u16 = 179;
+/// Hold time we propose when the file does not say (RFC 4271 §10 suggests 90 s).
+pub const DEFAULT_HOLD_TIME: u16 = 90;
+/// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
+/// weft uses GoBGP's 5 so that a lab converges in seconds after a peer comes up late.
+pub const DEFAULT_CONNECT_RETRY_TIME: u64 = 5;
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML of the expected shape (unknown key, wrong type, missing key); `key` is the key
+    /// whose value is wrong, when the error points at a value.
+    #[error("{}{source}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    Syntax {
+        /// The key of the offending value, as written on its line.
+        key: Option<String>,
+        /// The parser's error, with line, column and a snippet.
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A value is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `peers[0].address`.
+        key: String,
+        /// What is wrong, as a sentence.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    asn: u32,
+    router_id: String,
+    listen_port: Option<u16>,
+    control_socket: Option<PathBuf>,
+    #[serde(default)]
+    originate: Vec<String>,
+    kernel: Option<RawKernel>,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    #[serde(default)]
+    install: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    address: String,
+    asn: u32,
+    password: Option<String>,
+    families: Option<Vec<String>>,
+    import: Option<String>,
+    export: Option<String>,
+    #[serde(default)]
+    passive: bool,
+    hold_time: Option<u16>,
+    connect_retry_time: Option<u64>,
+}
+
+/// The daemon's configuration, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP Identifier.
+    pub router_id: Ipv4Addr,
+    /// TCP port to accept connections on; 0 accepts none.
+    pub listen_port: u16,
+    /// The unix control socket.
+    pub control_socket: PathBuf,
+    /// Prefixes this speaker originates.
+    pub originate: Vec<IpNet>,
+    /// Install the best learned paths into the kernel's main table.
+    pub kernel_install: bool,
+    /// Configured neighbours.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// A TCP MD5 key; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub Vec<u8>);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// One configured neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its address: where we connect, and whom we accept.
+    pub address: IpAddr,
+    /// Its AS.
+    pub asn: u32,
+    /// The TCP MD5 key (RFC 2385), if any.
+    pub password: Option<Password>,
+    /// Families offered on the session.
+    pub families: Vec<AddressType>,
+    /// Import policy.
+    pub import: Policy,
+    /// Export policy.
+    pub export: Policy,
+    /// Wait for the peer to connect (RFC 4271 §8.1.1 PassiveTcpEstablishment).
+    pub passive: bool,
+    /// Hold time we propose, seconds.
+    pub hold_time: u16,
+    /// Time between connection attempts.
+    pub connect_retry_time: Duration,
+}
+
+impl Config {
+    /// Reads and checks the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|source| ConfigError::Syntax {
+            key: key_at(text, &source),
+            source: Box::new(source),
+        })?;
+        check_asn("asn", raw.asn)?;
+        let router_id: Ipv4Addr = raw
+            .router_id
+            .parse()
+            .map_err(|_| invalid("router_id", format!("`{}` is not an IPv4 address", raw.router_id)))?;
+        if router_id.is_unspecified() || router_id.is_multicast() || router_id.is_broadcast() {
+            return Err(invalid(
+                "router_id",
+                format!("{router_id} is not a valid BGP Identifier"),
+            ));
+        }
+        let mut originate = Vec::new();
+        for (i, text) in raw.originate.iter().enumerate() {
+            let key = format!("originate[{i}]");
+            let prefix: IpNet = text
+                .parse()
+                .map_err(|_| invalid(&key, format!("`{text}` is not a prefix (ADDRESS/LENGTH)")))?;
+            if prefix.trunc() != prefix {
+                return Err(invalid(
+                    &key,
+                    format!("{prefix} has host bits set; did you mean {}?", prefix.trunc()),
+                ));
+            }
+            if !originate.contains(&prefix) {
+                originate.push(prefix);
+            }
+        }
+        let mut peers = Vec::new();
+        let mut addresses = HashSet::new();
+        for (i, raw_peer) in raw.peers.into_iter().enumerate() {
+            let peer = check_peer(i, raw_peer, raw.asn)?;
+            if !addresses.insert(peer.address) {
+                return Err(invalid(
+                    format!("peers[{i}].address"),
+                    format!("{} is configured twice", peer.address),
+                ));
+            }
+            peers.push(peer);
+        }
+        Ok(Self {
+            asn: raw.asn,
+            router_id,
+            listen_port: raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+            control_socket: raw
+                .control_socket
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+            originate,
+            kernel_install: raw.kernel.is_some_and(|kernel| kernel.install),
+            peers,
+        })
+    }
+}
+
+/// The key on the line a parse error points at, if the error points at its value
+/// (`  asn: lots` with the column on `lots` gives `asn`).
+fn key_at(text: &str, error: &serde_saphyr::Error) -> Option<String> {
+    let location = error.location()?;
+    let line = text
+        .lines()
+        .nth(usize::try_from(location.line()).ok()?.checked_sub(1)?)?;
+    let colon = line.find(": ")?;
+    let column = usize::try_from(location.column()).ok()?.checked_sub(1)?;
+    let value_start = line.char_indices().nth(column).map_or(line.len(), |(i, _)| i);
+    if value_start <= colon {
+        return None;
+    }
+    let key = line[..colon].trim_start().trim_start_matches("- ").trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+fn check_asn(key: &str, asn: u32) -> Result<(), ConfigError> {
+    match asn {
+        0 => Err(invalid(key, "AS 0 is reserved (RFC 7607)")),
+        23456 => Err(invalid(key, "AS 23456 is AS_TRANS, not a real AS (RFC 6793)")),
+        _ => Ok(()),
+    }
+}
+
+fn check_policy(key: &str, value: Option<String>, internal: bool) -> Result<Policy, ConfigError> {
+    match value.as_deref() {
+        None => Ok(Policy::default_for(internal)),
+        Some("accept") => Ok(Policy::Accept),
+        Some("reject") => Ok(Policy::Reject),
+        Some(name) => Err(invalid(
+            key,
+            format!("policy `{name}` is not defined (named policies are not implemented yet: use accept or reject)"),
+        )),
+    }
+}
+
+fn check_peer(i: usize, raw: RawPeer, local_asn: u32) -> Result<PeerConfig, ConfigError> {
+    let key = |field: &str| format!("peers[{i}].{field}");
+    let address: IpAddr = raw
+        .address
+        .parse()
+        .map_err(|_| invalid(key("address"), format!("`{}` is not an IP address", raw.address)))?;
+    if address.is_unspecified() || address.is_multicast() {
+        return Err(invalid(key("address"), format!("{address} cannot be a peer")));
+    }
+    check_asn(&key("asn"), raw.asn)?;
+    let password = match raw.password {
+        None => None,
+        Some(text) if text.is_empty() => return Err(invalid(key("password"), "must not be empty")),
+        Some(text) if text.len() > crate::md5::MAX_KEY_LENGTH => {
+            return Err(invalid(
+                key("password"),
+                format!("is {} octets; TCP MD5 keys are at most 80", text.len()),
+            ));
+        }
+        Some(text) => Some(Password(text.into_bytes())),
+    };
+    let families = match raw.families {
+        None => vec![AddressType::Ipv4Unicast, AddressType::Ipv6Unicast],
+        Some(names) => {
+            let mut families = Vec::new();
+            for (j, name) in names.iter().enumerate() {
+                let family = match name.as_str() {
+                    "ipv4-unicast" => AddressType::Ipv4Unicast,
+                    "ipv6-unicast" => AddressType::Ipv6Unicast,
+                    other => {
+                        return Err(invalid(
+                            format!("peers[{i}].families[{j}]"),
+                            format!("`{other}` is not a family weft carries (ipv4-unicast, ipv6-unicast)"),
+                        ));
+                    }
+                };
+                if !families.contains(&family) {
+                    families.push(family);
+                }
+            }
+            if families.is_empty() {
+                return Err(invalid(key("families"), "at least one family is needed"));
+            }
+            families
+        }
+    };
+    let internal = raw.asn == local_asn;
+    let hold_time = raw.hold_time.unwrap_or(DEFAULT_HOLD_TIME);
+    if matches!(hold_time, 1 | 2) {
+        return Err(invalid(
+            key("hold_time"),
+            "must be 0 or at least 3 seconds (RFC 4271 §4.2)",
+        ));
+    }
+    let connect_retry_time = raw.connect_retry_time.unwrap_or(DEFAULT_CONNECT_RETRY_TIME);
+    if connect_retry_time == 0 {
+        return Err(invalid(key("connect_retry_time"), "must be at least 1 second"));
+    }
+    Ok(PeerConfig {
+        address,
+        asn: raw.asn,
+        password,
+        families,
+        import: check_policy(&key("import"), raw.import, internal)?,
+        export: check_policy(&key("export"), raw.export, internal)?,
+        passive: raw.passive,
+        hold_time,
+        connect_retry_time: Duration::from_secs(connect_retry_time),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+asn: 4200000001
+router_id: 198.19.0.2
+listen_port: 1179
+control_socket: /tmp/weft-test.sock
+originate: [198.18.1.0/26, "2001:db8:1::/64"]
+kernel: { install: false }
+peers:
+  - address: 198.19.0.1
+    asn: 65000
+    families: [ipv4-unicast]
+    import: accept
+    export: accept
+  - address: "2001:db8::1"
+    asn: 4200000001
+"#;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn the_design_keys_parse() {
+        let config = Config::parse(FULL).expect("valid");
+        assert_eq!(config.asn, 4_200_000_001);
+        assert_eq!(config.listen_port, 1179);
+        assert_eq!(config.originate.len(), 2);
+        assert_eq!(config.peers[0].families, vec![AddressType::Ipv4Unicast]);
+        assert_eq!(config.peers[0].import, Policy::Accept);
+        // iBGP without policies accepts and sends; both families by default.
+        assert_eq!(config.peers[1].import, Policy::Accept);
+        assert_eq!(config.peers[1].families.len(), 2);
+        assert!(!config.kernel_install);
+        let install = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nkernel: {install: true}\n").expect("valid");
+        assert!(install.kernel_install);
+    }
+
+    #[test]
+    fn ebgp_without_policies_rejects_both_ways() {
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000}]\n")
+            .expect("valid");
+        assert_eq!(config.peers[0].import, Policy::Reject);
+        assert_eq!(config.peers[0].export, Policy::Reject);
+        assert_eq!(config.listen_port, DEFAULT_LISTEN_PORT);
+        assert_eq!(config.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\nneighbours: []\n");
+        assert!(error.contains("neighbours"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_key_is_named() {
+        let error = error_of("router_id: 198.19.0.2\n");
+        assert!(error.contains("asn"), "{error}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named() {
+        let error = error_of("asn: lots\nrouter_id: 198.19.0.2\n");
+        assert!(error.starts_with("asn: "), "{error}");
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\npeers:\n  - address: 198.19.0.1\n    asn: x\n");
+        assert!(error.starts_with("asn: ") && error.contains("line 5"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_router_id_is_named() {
+        assert!(error_of("asn: 65001\nrouter_id: 2001:db8::1\n").starts_with("router_id:"));
+    }
+
+    #[test]
+    fn a_bad_peer_address_is_named_with_its_index() {
+        let error = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1}, {address: tor, asn: 1}]\n",
+        );
+        assert!(error.starts_with("peers[1].address:"), "{error}");
+    }
+
+    #[test]
+    fn a_prefix_with_host_bits_is_refused() {
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\noriginate: [198.18.1.1/26]\n");
+        assert!(
+            error.starts_with("originate[0]:") && error.contains("198.18.1.0/26"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn what_is_not_implemented_yet_is_refused_not_ignored() {
+        let long = "k".repeat(81);
+        let md5 = error_of(&format!(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{{address: 198.19.0.1, asn: 1, password: {long}}}]\n"
+        ));
+        assert!(md5.starts_with("peers[0].password:") && md5.contains("80"), "{md5}");
+        let config =
+            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, password: s3}]\n")
+                .expect("valid");
+        assert_eq!(config.peers[0].password, Some(Password(b"s3".to_vec())));
+        assert!(!format!("{config:?}").contains("s3"), "the key is never printed");
+        let policy =
+            error_of("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, import: tor-in}]\n");
+        assert!(
+            policy.starts_with("peers[0].import:") && policy.contains("tor-in"),
+            "{policy}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_family_and_a_duplicate_peer_are_refused() {
+        let family = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, families: [l2vpn-evpn]}]\n",
+        );
+        assert!(family.starts_with("peers[0].families[0]:"), "{family}");
+        let twice = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1}, {address: 198.19.0.1, asn: 2}]\n",
+        );
+        assert!(twice.starts_with("peers[1].address:"), "{twice}");
+    }
+
+    #[test]
+    fn as_zero_and_as_trans_are_refused() {
+        assert!(error_of("asn: 0\nrouter_id: 198.19.0.2\n").starts_with("asn:"));
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 23456}]\n");
+        assert!(error.starts_with("peers[0].asn:"), "{error}");
+    }
+}
