@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn addresses_outside_the_plan_are_refused_by_name() {
         for bad in [
-            "10.0.0.1/24",
+            "203.0.113.1/24",
             "198.17.255.255/32",
             "198.20.0.1/24",
             "198.18.0.1/14",
@@ -195,8 +195,8 @@ mod tests {
         check_ip_arguments(&["route", "add", "198.18.1.0/24", "via", "198.18.0.1"]).unwrap();
         check_ip_arguments(&["link", "set", "eth0", "mtu", "1400"]).unwrap();
         check_ip_arguments(&["-6", "route", "add", "::/0", "via", "fe80::1", "dev", "eth0"]).unwrap();
-        let err = check_ip_arguments(&["addr", "add", "10.1.2.3/8", "dev", "eth0"]).unwrap_err();
-        assert!(err.to_string().contains("10.1.2.3/8"));
+        let err = check_ip_arguments(&["addr", "add", "203.0.113.3/25", "dev", "eth0"]).unwrap_err();
+        assert!(err.to_string().contains("203.0.113.3/25"));
     }
 
     #[test]

@@ -261,8 +261,8 @@ mod tests {
     #[test]
     fn bad_routes_are_refused() {
         for route in [
-            Route::to("10.0.0.0/8").dev("eth0"),
-            Route::to("198.18.0.0/24").via("10.0.0.1"),
+            Route::to("203.0.113.0/24").dev("eth0"),
+            Route::to("198.18.0.0/24").via("203.0.113.1"),
             Route::to("198.18.0.0/24"),
             Route::to("2001:db8::/64").via("198.19.0.1"),
             Route::to("2001:db8::/64").via("fe80::1"),

@@ -131,9 +131,9 @@ fn addresses_outside_the_plan_are_refused_by_name() -> Result<()> {
     let b = Netns::new("refuse-peer")?;
     a.veth("eth0", &b, "eth0")?;
     for bad in [
-        "10.0.0.1/24",
+        "203.0.113.1/24",
         "2001:db9::1/64",
-        "192.168.1.1",
+        "203.0.113.9",
         "198.18.0.1/14",
         "fe80::1/64",
     ] {
@@ -141,12 +141,12 @@ fn addresses_outside_the_plan_are_refused_by_name() -> Result<()> {
         assert!(matches!(err, Error::OutsidePlan { .. }), "{bad}: {err}");
         assert!(err.to_string().contains(bad), "the error names {bad}: {err}");
     }
-    let err = a.add_route(&Route::default_v4().via("10.0.0.254")).unwrap_err();
-    assert!(err.to_string().contains("10.0.0.254"), "{err}");
-    let err = a.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]).unwrap_err();
-    assert!(err.to_string().contains("10.0.0.1/24"), "{err}");
+    let err = a.add_route(&Route::default_v4().via("203.0.113.254")).unwrap_err();
+    assert!(err.to_string().contains("203.0.113.254"), "{err}");
+    let err = a.ip(&["addr", "add", "203.0.113.1/24", "dev", "eth0"]).unwrap_err();
+    assert!(err.to_string().contains("203.0.113.1/24"), "{err}");
     assert!(matches!(
-        a.ping_once("10.0.0.1", Duration::from_millis(10)),
+        a.ping_once("203.0.113.1", Duration::from_millis(10)),
         Err(Error::OutsidePlan { .. })
     ));
 
