@@ -415,6 +415,17 @@ impl Allocator {
                     tracing::info!(%node, block = %cidr, "claimed block");
                     return Ok(Some(cidr));
                 }
+                Err(StoreError::AlreadyExists { .. })
+                    if self
+                        .store
+                        .get_as::<IPAMBlock>(None, &block_name(&cidr))
+                        .await?
+                        .is_some_and(|b| b.spec.affinity.as_deref() == Some(node)) =>
+                {
+                    // Our own claim, left unconfirmed by a run that died: finish it.
+                    self.set_affinity_state(&pending, AffinityState::Confirmed).await?;
+                    return Ok(Some(cidr));
+                }
                 Err(StoreError::AlreadyExists { .. }) => {
                     // Another node won this block: drop our claim and look again.
                     let _ = self
