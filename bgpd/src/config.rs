@@ -9,7 +9,8 @@
 //! listen_port: 179                # optional (default 179; 0: accept no connections)
 //! control_socket: /run/weft/bgpd.sock   # optional
 //! originate: [198.18.1.0/26, "2001:db8:1::/64"]
-//! kernel: { install: true }       # optional: best learned paths into the kernel (proto 87)
+//! kernel: { install: true, blackhole: true }  # optional: learned paths into the kernel (proto 87),
+//!                                             # blackhole routes for the originated prefixes
 //! peers:
 //!   - address: 198.19.0.1
 //!     asn: 65000
@@ -103,6 +104,8 @@ struct RawConfig {
 struct RawKernel {
     #[serde(default)]
     install: bool,
+    #[serde(default)]
+    blackhole: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +138,9 @@ pub struct Config {
     pub originate: Vec<IpNet>,
     /// Install the best learned paths into the kernel's main table.
     pub kernel_install: bool,
+    /// Back every originated prefix with a blackhole route (traffic to an unused address of
+    /// the node's own block is dropped here instead of following a default route out).
+    pub kernel_blackhole: bool,
     /// Configured neighbours.
     pub peers: Vec<PeerConfig>,
 }
@@ -235,7 +241,8 @@ impl Config {
                 .control_socket
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
             originate,
-            kernel_install: raw.kernel.is_some_and(|kernel| kernel.install),
+            kernel_install: raw.kernel.as_ref().is_some_and(|kernel| kernel.install),
+            kernel_blackhole: raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole),
             peers,
         })
     }

@@ -12,14 +12,18 @@
 //! Must never: touch a route of another protocol, decide which path is best (the instance
 //! does), or hold the instance up.
 //!
-//! Not yet: ECMP multipath, blackhole routes for originated prefixes, a reconcile that keeps
-//! valid routes across a restart instead of removing them, route-event listening.
+//! With `kernel.blackhole`, every originated prefix is backed by a blackhole route (also proto
+//! 87) for as long as the task runs: packets to an address of the node's own block that no pod
+//! holds are dropped on the node instead of following its default route back to the fabric.
+//!
+//! Not yet: ECMP multipath, a reconcile that keeps valid routes across a restart instead of
+//! removing them, route-event listening.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol};
+use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +72,8 @@ pub enum FibError {
 pub trait Fib {
     /// Installs or replaces the route to `prefix` via `next_hop`.
     fn replace(&mut self, prefix: Prefix, next_hop: IpAddr) -> impl Future<Output = Result<(), FibError>> + Send;
+    /// Installs or replaces a blackhole route for `prefix`.
+    fn blackhole(&mut self, prefix: Prefix) -> impl Future<Output = Result<(), FibError>> + Send;
     /// Removes weft's route to `prefix`.
     fn delete(&mut self, prefix: Prefix) -> impl Future<Output = Result<(), FibError>> + Send;
     /// Removes every weft route (leftovers of an earlier run); how many there were.
@@ -136,8 +142,24 @@ impl Fib for NetlinkFib {
             })
     }
 
+    async fn blackhole(&mut self, prefix: Prefix) -> Result<(), FibError> {
+        let message = Self::message(prefix).kind(RouteType::BlackHole).build();
+        self.handle
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| FibError::Kernel {
+                operation: "add a blackhole for",
+                prefix: prefix.to_string(),
+                source,
+            })
+    }
+
     async fn delete(&mut self, prefix: Prefix) -> Result<(), FibError> {
-        let message = Self::message(prefix).build();
+        // Any type: the kernel matches a unicast or a blackhole route alike.
+        let message = Self::message(prefix).kind(RouteType::Unspec).build();
         self.handle
             .route()
             .del(message)
@@ -170,13 +192,25 @@ impl Fib for NetlinkFib {
     }
 }
 
-/// The FIB task: applies changes until cancelled (or the queue closes), then removes what it
-/// installed and hands the FIB back.
-pub async fn run<F: Fib>(mut fib: F, mut changes: mpsc::Receiver<FibChange>, cancel: CancellationToken) -> F {
+/// The FIB task: installs the `blackholes`, applies changes until cancelled (or the queue
+/// closes), then removes what it installed and hands the FIB back.
+pub async fn run<F: Fib>(
+    mut fib: F,
+    mut changes: mpsc::Receiver<FibChange>,
+    blackholes: Vec<Prefix>,
+    cancel: CancellationToken,
+) -> F {
     match fib.flush().await {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "stale weft routes removed from the kernel"),
         Err(error) => tracing::warn!(%error, "cannot remove stale weft routes"),
+    }
+    let mut held: Vec<Prefix> = Vec::new();
+    for prefix in blackholes {
+        match fib.blackhole(prefix).await {
+            Ok(()) => held.push(prefix),
+            Err(error) => tracing::warn!(%prefix, %error, "blackhole route not installed"),
+        }
     }
     let mut installed: BTreeMap<Prefix, IpAddr> = BTreeMap::new();
     loop {
@@ -189,7 +223,7 @@ pub async fn run<F: Fib>(mut fib: F, mut changes: mpsc::Receiver<FibChange>, can
         };
         apply(&mut fib, &mut installed, change).await;
     }
-    for prefix in std::mem::take(&mut installed).into_keys() {
+    for prefix in std::mem::take(&mut installed).into_keys().chain(held) {
         if let Err(error) = fib.delete(prefix).await {
             tracing::warn!(%error, "route left in the kernel");
         }
@@ -227,6 +261,11 @@ mod tests {
         async fn replace(&mut self, prefix: Prefix, next_hop: IpAddr) -> Result<(), FibError> {
             self.requests.push(format!("replace {prefix} via {next_hop}"));
             self.routes.insert(prefix, next_hop);
+            Ok(())
+        }
+
+        async fn blackhole(&mut self, prefix: Prefix) -> Result<(), FibError> {
+            self.requests.push(format!("blackhole {prefix}"));
             Ok(())
         }
 
@@ -285,12 +324,15 @@ mod tests {
             .await
             .expect("queued");
         drop(tx); // the queue closing ends the task as a cancellation does
-        let fib = run(stale, rx, CancellationToken::new()).await;
+        let blackholes = vec!["198.18.1.0/26".parse().expect("prefix")];
+        let fib = run(stale, rx, blackholes, CancellationToken::new()).await;
         assert_eq!(
             fib.requests,
             [
+                "blackhole 198.18.1.0/26",
                 "replace 2001:db8:100::/48 via 2001:db8:ff::1",
-                "delete 2001:db8:100::/48"
+                "delete 2001:db8:100::/48",
+                "delete 198.18.1.0/26",
             ]
         );
         assert!(fib.routes.is_empty(), "stale routes flushed at start: {:?}", fib.routes);

@@ -159,14 +159,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     drop(events_tx);
-    let fib = if config.kernel_install {
+    // With only kernel.blackhole, nobody sends changes: this sender keeps the FIB task's queue
+    // open (a closed queue ends the task) until the process ends.
+    let mut _fib_queue_open = None;
+    let fib = if config.kernel_install || config.kernel_blackhole {
         let netlink = kernel::NetlinkFib::connect().context("cannot program the kernel (kernel.install)")?;
         let (fib_tx, fib_rx) = mpsc::channel(FIB_QUEUE);
         let cancel = cancel.clone();
+        let blackholes = if config.kernel_blackhole {
+            config.originate.clone()
+        } else {
+            Vec::new()
+        };
         tasks.push(tokio::spawn(async move {
-            kernel::run(netlink, fib_rx, cancel).await;
+            kernel::run(netlink, fib_rx, blackholes, cancel).await;
         }));
-        Some(fib_tx)
+        // Learned paths reach the FIB task only with kernel.install.
+        _fib_queue_open = Some(fib_tx.clone());
+        config.kernel_install.then_some(fib_tx)
     } else {
         None
     };
