@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's tests and demo need on a fresh Debian 12 machine, skipping what is there.
-# Real components only: etcd, iproute2, nftables, BIRD, the reference CNI plugins (and, as the
-# issues land, FRR, GoBGP and podman). Needs root (apt-get).
+# Real components only: etcd, iproute2, nftables, BIRD, the reference CNI plugins, podman (and,
+# as the issues land, FRR and GoBGP). Needs root (apt-get).
 set -euo pipefail
 
 packages=(
@@ -10,7 +10,8 @@ packages=(
   iproute2                     # network namespaces, veth, addresses, routes (the netns test kit)
   nftables                     # felix's packet filter
   procps                       # ps/pgrep for process checks
-  containernetworking-plugins  # the reference CNI plugins (ptp, bridge, host-local) weft-ipam runs under
+  containernetworking-plugins  # the reference CNI plugins (ptp, bridge, host-local, portmap)
+  podman runc busybox-static   # a real container runtime calling weft-cni (its own config dirs)
   bird2                        # BIRD 2, the top-of-rack router of weft-bgpd's interop tests
 )
 
@@ -27,7 +28,7 @@ if ((${#missing[@]})); then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 command -v cargo >/dev/null || { echo "error: cargo (Rust 1.95) is required" >&2; exit 1; }

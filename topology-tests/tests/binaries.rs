@@ -32,9 +32,8 @@ fn binaries_not_built_yet_exit_non_zero_saying_so() {
         &'static [&'static str],
         &'static [(&'static str, &'static str)],
     );
-    let runs: [Run; 3] = [
+    let runs: [Run; 2] = [
         ("weft-felix", &["--store", "file:/nonexistent"], &[]),
-        ("weft-cni", &[], &[("CNI_COMMAND", "ADD")]),
         ("weft-lab", &["up", "/nonexistent.clab.yml"], &[]),
     ];
     for (name, args, env) in runs {
