@@ -10,19 +10,19 @@
 //! 111 when the kernel refuses the data path.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use rscni_plugin::error::Error as CniError;
 use rscni_plugin::types::{Args, CNIResult, Interface, IpConfig, Route};
 use weft_api::resources::{AllowedUse, IPAMBlock, IPPool, WorkloadEndpoint, WorkloadEndpointSpec};
 use weft_api::{Key, Kind, Store, StoreError, StoreExt};
 use weft_ipam::block::Block;
-use weft_ipam::cni::cni_error;
 use weft_ipam::cni::config::parse_cni_args;
+use weft_ipam::cni::{cni_error, lock_host, log_to_file};
 use weft_ipam::gc::{ATTRIBUTE_CONTAINER, ATTRIBUTE_NAMESPACE, ATTRIBUTE_POD};
 use weft_ipam::pools::select_pools;
 use weft_ipam::{Allocator, Family, IpamError, Request};
@@ -92,8 +92,8 @@ impl Call {
             netconf.ipam.as_ref().map(|ipam| (ipam.r#type.as_str(), &ipam.custom)),
         )
         .map_err(|error| CniError::InvalidNetworkConfig(error.to_string()))?;
-        init_logging(&config);
-        let lock = host_lock(&config)?;
+        log_to_file(config.log_file.as_deref(), &config.log_level);
+        let lock = lock_host(&config.lock_file)?;
         let store: Arc<dyn Store> = weft_api::store::open(&config.store).await.map_err(store_error)?;
         Ok(Call {
             network: netconf.name.clone(),
@@ -153,38 +153,6 @@ impl Call {
             Err(error) => Err(store_error(error)),
         }
     }
-}
-
-/// Sends this process's logs to `log_file` (never stdout: it carries the result).
-fn init_logging(config: &CniConfig) {
-    let Some(path) = &config.log_file else { return };
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let Ok(file) = OpenOptions::new().create(true).append(true).open(path) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
-        .try_init();
-}
-
-fn host_lock(config: &CniConfig) -> Result<Flock<File>, CniError> {
-    let path = &config.lock_file;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CniError::IOFailure(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| CniError::IOFailure(format!("cannot open lock file {}: {e}", path.display())))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| CniError::IOFailure(format!("cannot lock {}: {errno}", path.display())))
 }
 
 /// The result of an ADD: host veth (index 0), pod interface (index 1), addresses, routes.

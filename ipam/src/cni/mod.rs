@@ -18,6 +18,7 @@ pub mod config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -96,8 +97,8 @@ impl Call {
             .as_ref()
             .ok_or_else(|| CniError::InvalidNetworkConfig("the configuration has no \"ipam\" section".into()))?;
         let config = IpamConfig::parse(&ipam.custom).map_err(config_error)?;
-        init_logging(&config);
-        let lock = host_lock(&config)?;
+        log_to_file(config.log_file.as_deref(), &config.log_level);
+        let lock = lock_host(&config.lock_file)?;
         let store: Arc<dyn Store> = weft_api::store::open(&config.store).await.map_err(store_error)?;
         Ok(Call {
             network: netconf.name.clone(),
@@ -179,9 +180,10 @@ fn resolve_pool_list(key: &str, text: &str, pools: &[IPPool]) -> Result<Vec<IpNe
         .collect()
 }
 
-/// Sends this process's logs to the configured `log_file` (never stdout: it carries the result).
-fn init_logging(config: &IpamConfig) {
-    let Some(path) = &config.log_file else { return };
+/// Sends this process's logs to `path` at `level`, if a path is given: a CNI plugin's stdout
+/// carries its result, so logs never go there. Shared by weft-ipam and weft-cni.
+pub fn log_to_file(path: Option<&Path>, level: &str) {
+    let Some(path) = path else { return };
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -191,12 +193,13 @@ fn init_logging(config: &IpamConfig) {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .try_init();
 }
 
-fn host_lock(config: &IpamConfig) -> Result<Flock<File>, CniError> {
-    let path = &config.lock_file;
+/// Serialises IPAM work on this host (weft-ipam and weft-cni take the same lock): an exclusive
+/// flock on `path`, held until the returned guard is dropped (or the process dies).
+pub fn lock_host(path: &Path) -> Result<Flock<File>, CniError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| CniError::IOFailure(format!("cannot create {}: {e}", dir.display())))?;
