@@ -3,8 +3,9 @@
 //! DEL undoes it and never fails for what is already gone, CHECK verifies the kernel state,
 //! STATUS asks the store and the pools, GC releases attachments the runtime no longer knows.
 //!
-//! The handle of an attachment is `network.containerid.ifname`, as weft-ipam's. Calls on one
-//! host are serialised by the same file lock weft-ipam takes. Errors are CNI error objects: 7
+//! The handle of an attachment is `network.containerid.ifname`, as weft-ipam's. Allocations and
+//! releases on one host are serialised by the same file lock weft-ipam takes; the data path of
+//! each pod (its own veth and namespace) is built outside the lock, so pods set up in parallel. Errors are CNI error objects: 7
 //! for a wrong configuration (naming the key), 4 for a missing variable, 11 when the store is
 //! unreachable, 100 when the pools are exhausted, 110 when CHECK finds the attachment damaged,
 //! 111 when the kernel refuses the data path.
@@ -75,12 +76,11 @@ struct Attachment {
     pod_mac: [u8; 6],
 }
 
-/// What one call needs: the parsed configuration, the store and the host lock.
+/// What one call needs: the parsed configuration and the store.
 struct Call {
     config: CniConfig,
     network: String,
     allocator: Allocator,
-    _lock: Flock<File>,
 }
 
 impl Call {
@@ -93,14 +93,17 @@ impl Call {
         )
         .map_err(|error| CniError::InvalidNetworkConfig(error.to_string()))?;
         log_to_file(config.log_file.as_deref(), &config.log_level);
-        let lock = lock_host(&config.lock_file)?;
         let store: Arc<dyn Store> = weft_api::store::open(&config.store).await.map_err(store_error)?;
         Ok(Call {
             network: netconf.name.clone(),
             allocator: Allocator::new(store),
             config,
-            _lock: lock,
         })
+    }
+
+    /// The host's IPAM lock, held while the guard lives: around allocations and releases.
+    fn lock(&self) -> Result<Flock<File>, CniError> {
+        lock_host(&self.config.lock_file)
     }
 
     fn node(&self) -> String {
@@ -233,7 +236,10 @@ impl Call {
             allowed_use: AllowedUse::Workload,
             reserve_gateway: false,
         };
-        let assigned = self.allocator.allocate(&request).await.map_err(cni_error)?;
+        let assigned = {
+            let _host = self.lock()?;
+            self.allocator.allocate(&request).await.map_err(cni_error)?
+        };
         let addresses: Vec<IpAddr> = assigned.iter().map(|a| a.address).collect();
         tracing::info!(handle = %attachment.handle, ?addresses, "allocated");
         let plan = Plan {
@@ -300,6 +306,7 @@ impl Call {
 
     /// Gives back what a failed ADD allocated.
     async fn undo(&self, attachment: &Attachment) {
+        let _host = self.lock().ok();
         match self.allocator.release_handle(&attachment.handle).await {
             Ok(released) => tracing::info!(handle = %attachment.handle, ?released, "released after a failed ADD"),
             Err(error) => tracing::warn!(handle = %attachment.handle, %error, "cannot release after a failed ADD"),
@@ -334,11 +341,13 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
         let removed = dataplane::teardown(&attachment.host_ifname)
             .await
             .map_err(dataplane_error)?;
-        let released = call
-            .allocator
-            .release_handle(&attachment.handle)
-            .await
-            .map_err(cni_error)?;
+        let released = {
+            let _host = call.lock()?;
+            call.allocator
+                .release_handle(&attachment.handle)
+                .await
+                .map_err(cni_error)?
+        };
         let (namespace, name) = call.endpoint_key(&args, &attachment);
         call.delete_endpoint(&namespace, &name).await?;
         tracing::info!(handle = %attachment.handle, removed, ?released, "detached");
@@ -454,7 +463,10 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
             if let Err(error) = dataplane::teardown(&attachment.host_ifname).await {
                 failures.push(format!("{}: {error}", attachment.host_ifname));
             }
-            match call.allocator.release_handle(&handle).await {
+            let host = call.lock()?;
+            let result = call.allocator.release_handle(&handle).await;
+            drop(host);
+            match result {
                 Ok(released) => tracing::info!(%handle, ?released, "released by CNI GC"),
                 Err(error) => failures.push(format!("{handle}: {error}")),
             }
