@@ -10,7 +10,7 @@
 //! unreachable, 100 when the pools are exhausted, 110 when CHECK finds the attachment damaged,
 //! 111 when the kernel refuses the data path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,14 +19,12 @@ use ipnet::IpNet;
 use nix::fcntl::Flock;
 use rscni_plugin::error::Error as CniError;
 use rscni_plugin::types::{Args, CNIResult, Interface, IpConfig, Route};
-use weft_api::resources::{AllowedUse, IPAMBlock, IPPool, WorkloadEndpoint, WorkloadEndpointSpec};
+use weft_api::resources::{AllowedUse, WorkloadEndpoint, WorkloadEndpointSpec};
 use weft_api::{Key, Kind, Store, StoreError, StoreExt};
-use weft_ipam::block::Block;
 use weft_ipam::cni::config::parse_cni_args;
-use weft_ipam::cni::{cni_error, lock_host, log_to_file};
+use weft_ipam::cni::{cni_error, lock_host, log_to_file, pools_usable, stale_attachments, valid_attachments};
 use weft_ipam::gc::{ATTRIBUTE_CONTAINER, ATTRIBUTE_NAMESPACE, ATTRIBUTE_POD};
-use weft_ipam::pools::select_pools;
-use weft_ipam::{Allocator, Family, IpamError, Request};
+use weft_ipam::{Allocator, IpamError, Request};
 
 use crate::config::{CniConfig, endpoint_name, host_interface_name, pod_mac};
 use crate::dataplane::{self, DataplaneError, GATEWAY_V4, HOST_MAC, Plan, format_mac};
@@ -408,55 +406,20 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
         let call = Call::open(&args)
             .await
             .map_err(|error| CniError::PluginNotAvailable(format!("{}: {}", error.msg(), error.details())))?;
-        let (pools, _) = call
-            .store()
-            .list_as::<IPPool>(None)
-            .await
-            .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
-        let node = call.node();
-        for (family, wanted) in [
-            (Family::V4, call.config.assign_ipv4),
-            (Family::V6, call.config.assign_ipv6),
-        ] {
-            if wanted {
-                select_pools(
-                    &pools,
-                    family,
-                    &node,
-                    &BTreeMap::new(),
-                    &call.config.pools,
-                    AllowedUse::Workload,
-                )
-                .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
-            }
-        }
-        Ok(())
+        pools_usable(
+            call.store().as_ref(),
+            &call.node(),
+            &call.config.pools,
+            call.config.assign_ipv4,
+            call.config.assign_ipv6,
+        )
+        .await
     }
 
     async fn gc(&self, args: Args) -> Result<(), CniError> {
         let call = Call::open(&args).await?;
-        let valid: BTreeSet<(String, String)> = args
-            .config()
-            .valid_attachments
-            .iter()
-            .flatten()
-            .map(|a| (a.container_id.clone(), a.ifname.clone()))
-            .collect();
-        let prefix = format!("{}.", call.network);
-        let (blocks, _) = call.store().list_as::<IPAMBlock>(None).await.map_err(store_error)?;
-        let mut stale = BTreeMap::new();
-        for stored in blocks {
-            let block = Block::from_spec(stored.spec).map_err(|e| cni_error(e.into()))?;
-            for held in block.held().into_iter().filter(|h| h.handle.starts_with(&prefix)) {
-                let attachment = (
-                    held.attributes.get(ATTRIBUTE_CONTAINER).cloned().unwrap_or_default(),
-                    held.attributes.get(ATTRIBUTE_IFNAME).cloned().unwrap_or_default(),
-                );
-                if !valid.contains(&attachment) {
-                    stale.insert(held.handle, attachment);
-                }
-            }
-        }
+        let valid = valid_attachments(&args);
+        let stale = stale_attachments(call.store().as_ref(), &call.network, &args).await?;
         let mut failures = Vec::new();
         for (handle, (container, ifname)) in stale {
             let attachment = call.attachment_of(&container, &ifname);

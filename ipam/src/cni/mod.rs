@@ -251,6 +251,64 @@ fn result_of(config: &IpamConfig, assigned: &[crate::Assigned]) -> CNIResult {
     }
 }
 
+/// STATUS of weft-ipam and weft-cni: the store answers and, for each family wanted, a pool
+/// selects `node` (else code 50, naming why).
+pub async fn pools_usable(
+    store: &dyn Store,
+    node: &str,
+    requested: &[IpNet],
+    ipv4: bool,
+    ipv6: bool,
+) -> Result<(), CniError> {
+    let (pools, _) = store
+        .list_as::<IPPool>(None)
+        .await
+        .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
+    for (family, wanted) in [(Family::V4, ipv4), (Family::V6, ipv6)] {
+        if wanted {
+            select_pools(&pools, family, node, &BTreeMap::new(), requested, AllowedUse::Workload)
+                .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `(container id, interface)` pairs a GC call names as still in use.
+pub fn valid_attachments(args: &Args) -> BTreeSet<(String, String)> {
+    args.config()
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect()
+}
+
+/// GC of weft-ipam and weft-cni: the handles of `network` whose attachment (container id,
+/// interface, from the allocation's attributes) is missing from `cni.dev/valid-attachments`.
+pub async fn stale_attachments(
+    store: &dyn Store,
+    network: &str,
+    args: &Args,
+) -> Result<BTreeMap<String, (String, String)>, CniError> {
+    let valid = valid_attachments(args);
+    let prefix = format!("{network}.");
+    let (blocks, _) = store.list_as::<IPAMBlock>(None).await.map_err(store_error)?;
+    let mut stale = BTreeMap::new();
+    for stored in blocks {
+        let block = Block::from_spec(stored.spec).map_err(|e| cni_error(e.into()))?;
+        for held in block.held().into_iter().filter(|h| h.handle.starts_with(&prefix)) {
+            let attachment = (
+                held.attributes.get(ATTRIBUTE_CONTAINER).cloned().unwrap_or_default(),
+                held.attributes.get(ATTRIBUTE_IFNAME).cloned().unwrap_or_default(),
+            );
+            if !valid.contains(&attachment) {
+                stale.insert(held.handle, attachment);
+            }
+        }
+    }
+    Ok(stale)
+}
+
 #[async_trait::async_trait]
 impl rscni_plugin::async_cni::Cni for WeftIpam {
     async fn add(&self, args: Args) -> Result<CNIResult, CniError> {
@@ -336,57 +394,21 @@ impl rscni_plugin::async_cni::Cni for WeftIpam {
         let call = Call::open(&args)
             .await
             .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
-        let store = call.allocator.store();
-        let (pools, _) = store
-            .list_as::<IPPool>(None)
-            .await
-            .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
-        let node = call.node();
-        let labels = BTreeMap::new();
-        for family in [Family::V4, Family::V6] {
-            let wanted = match family {
-                Family::V4 => call.config.assign_ipv4,
-                Family::V6 => call.config.assign_ipv6,
-            };
-            if wanted {
-                select_pools(&pools, family, &node, &labels, &call.config.pools, AllowedUse::Workload)
-                    .map_err(|error| CniError::PluginNotAvailable(error.to_string()))?;
-            }
-        }
-        Ok(())
+        pools_usable(
+            call.allocator.store().as_ref(),
+            &call.node(),
+            &call.config.pools,
+            call.config.assign_ipv4,
+            call.config.assign_ipv6,
+        )
+        .await
     }
 
     async fn gc(&self, args: Args) -> Result<(), CniError> {
         let call = Call::open(&args).await?;
-        let valid: BTreeSet<(String, String)> = args
-            .config()
-            .valid_attachments
-            .iter()
-            .flatten()
-            .map(|a| (a.container_id.clone(), a.ifname.clone()))
-            .collect();
-        let prefix = format!("{}.", call.network);
-        let (blocks, _) = call
-            .allocator
-            .store()
-            .list_as::<IPAMBlock>(None)
-            .await
-            .map_err(store_error)?;
-        let mut stale = BTreeSet::new();
-        for stored in blocks {
-            let block = Block::from_spec(stored.spec).map_err(|e| cni_error(e.into()))?;
-            for held in block.held().into_iter().filter(|h| h.handle.starts_with(&prefix)) {
-                let attachment = (
-                    held.attributes.get(ATTRIBUTE_CONTAINER).cloned().unwrap_or_default(),
-                    held.attributes.get(ATTRIBUTE_IFNAME).cloned().unwrap_or_default(),
-                );
-                if !valid.contains(&attachment) {
-                    stale.insert(held.handle);
-                }
-            }
-        }
+        let stale = stale_attachments(call.allocator.store().as_ref(), &call.network, &args).await?;
         let mut failures = Vec::new();
-        for handle in stale {
+        for handle in stale.into_keys() {
             match call.allocator.release_handle(&handle).await {
                 Ok(released) => tracing::info!(%handle, ?released, "released by CNI GC"),
                 Err(error) => failures.push(format!("{handle}: {error}")),
