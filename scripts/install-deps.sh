@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's tests and demo need on a fresh Debian 12 machine, skipping what is there.
 # Real components only: etcd, iproute2, nftables, BIRD, the reference CNI plugins, podman (and,
-# as the issues land, FRR and GoBGP). Needs root (apt-get).
+# FRR, GoBGP, containerd). Needs root (apt-get).
 set -euo pipefail
 
 packages=(
@@ -13,6 +13,9 @@ packages=(
   containernetworking-plugins  # the reference CNI plugins (ptp, bridge, host-local, portmap)
   podman runc busybox-static   # a real container runtime calling weft-cni (its own config dirs)
   bird2                        # BIRD 2, the top-of-rack router of weft-bgpd's interop tests
+  frr gobgpd                   # FRR and GoBGP, the other two interop peers of weft-bgpd
+  containerd                   # a second real runtime calling weft-cni (`ctr run --cni`)
+  iperf3                       # throughput through nodes (graceful restart, policy data path)
 )
 
 missing=()
