@@ -16,6 +16,7 @@ packages=(
   frr gobgpd                   # FRR and GoBGP, the other two interop peers of weft-bgpd
   containerd                   # a second real runtime calling weft-cni (`ctr run --cni`)
   iperf3                       # throughput through nodes (graceful restart, policy data path)
+  python3-minimal              # small UDP probes in pod namespaces (the lab tests, the demo)
 )
 
 missing=()

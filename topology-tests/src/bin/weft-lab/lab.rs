@@ -1,0 +1,563 @@
+//! `up`, `down` and `status` of one topology.
+//!
+//! Up, in containerlab's order: a namespace per node (`clab-<lab>-<node>`, containerlab's
+//! container name), veth links made directly inside the two namespaces (the host's own
+//! namespace is never configured), link addresses, forwarding on routers and weft nodes, the
+//! node programs, the `exec` commands, then weft nodes' cluster files and pods. Every step is
+//! recorded first; a failure tears down what was made and reports the step.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::role::{Role, WeftNode};
+use crate::shell::{self, in_netns};
+use crate::state::{self, Pod, Started, State};
+use crate::topology::Topology;
+
+pub struct Lab {
+    pub topology: Topology,
+    pub roles: Vec<(String, Role)>,
+}
+
+impl Lab {
+    pub fn new(topology: Topology) -> Result<Self> {
+        let roles = topology
+            .nodes
+            .iter()
+            .map(|(name, node)| Ok((name.clone(), Role::of(name, node)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { topology, roles })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.topology.name
+    }
+
+    pub fn netns(&self, node: &str) -> String {
+        format!("clab-{}-{node}", self.name())
+    }
+
+    fn node_dir(&self, node: &str) -> PathBuf {
+        state::dir(self.name()).join(node)
+    }
+
+    /// The lab's shared datastore.
+    pub fn store(&self) -> String {
+        format!("file:{}", state::dir(self.name()).join("store").display())
+    }
+
+    /// Brings the lab up; a lab already up and healthy is left as it is.
+    pub fn up(&self) -> Result<()> {
+        if let Some(previous) = State::load(self.name())? {
+            if self.healthy(&previous) {
+                println!("lab {} is already up", self.name());
+                return Ok(());
+            }
+            println!("lab {}: tearing down a partial or stale run first", self.name());
+            self.teardown(previous);
+        }
+        let mut state = State {
+            lab: self.name().to_owned(),
+            ..State::default()
+        };
+        state.save()?;
+        match self.build(&mut state) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                eprintln!(
+                    "weft-lab: bringing up {} failed; tearing down what was made",
+                    self.name()
+                );
+                self.teardown(state);
+                Err(error)
+            }
+        }
+    }
+
+    fn build(&self, state: &mut State) -> Result<()> {
+        for (node, role) in &self.roles {
+            let netns = self.netns(node);
+            add_netns(state, &netns).with_context(|| format!("node {node}"))?;
+            std::fs::create_dir_all(self.node_dir(node))?;
+            if role.forwards() {
+                in_netns(
+                    &netns,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        "net.ipv4.ip_forward=1",
+                        "net.ipv6.conf.all.forwarding=1",
+                    ],
+                )
+                .with_context(|| format!("node {node}: enabling forwarding"))?;
+            }
+        }
+        for link in &self.topology.links {
+            self.make_link(link).with_context(|| link.to_string())?;
+        }
+        for (node, role) in &self.roles {
+            self.start(state, node, role).with_context(|| format!("node {node}"))?;
+        }
+        for (node, spec) in &self.topology.nodes {
+            for command in &spec.exec {
+                in_netns(&self.netns(node), &["sh", "-c", command])
+                    .with_context(|| format!("node {node}: exec {command:?}"))?;
+            }
+        }
+        let mut applied = BTreeSet::new();
+        for (node, role) in &self.roles {
+            if let Role::Weft(weft) = role
+                && let Some(cluster) = &weft.cluster
+                && applied.insert(cluster.clone())
+            {
+                self.weftctl(&["apply", "-f", &cluster.display().to_string()])
+                    .with_context(|| format!("node {node}: applying {}", cluster.display()))?;
+            }
+        }
+        for (node, role) in &self.roles {
+            if let Role::Weft(weft) = role {
+                for index in 1..=weft.pods {
+                    self.add_pod(state, node, index)
+                        .with_context(|| format!("node {node}: pod {index}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn make_link(&self, link: &crate::topology::Link) -> Result<()> {
+        let (a, b) = (self.netns(&link.a.node), self.netns(&link.b.node));
+        shell::run(
+            &[
+                "ip",
+                "-n",
+                &a,
+                "link",
+                "add",
+                &link.a.interface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &link.b.interface,
+                "netns",
+                &b,
+            ],
+            &[],
+            None,
+            shell::TIMEOUT,
+        )?;
+        for (netns, interface) in [(&a, &link.a.interface), (&b, &link.b.interface)] {
+            if let Some(mtu) = link.mtu {
+                shell::run(
+                    &["ip", "-n", netns, "link", "set", interface, "mtu", &mtu.to_string()],
+                    &[],
+                    None,
+                    shell::TIMEOUT,
+                )?;
+            }
+            shell::run(
+                &["ip", "-n", netns, "link", "set", interface, "up"],
+                &[],
+                None,
+                shell::TIMEOUT,
+            )?;
+        }
+        for (on_a, on_b) in &link.addresses {
+            for (netns, interface, address) in [(&a, &link.a.interface, on_a), (&b, &link.b.interface, on_b)] {
+                let text = address.to_string();
+                let mut argv = vec!["ip", "-n", netns, "addr", "add", &text, "dev", interface];
+                if matches!(address, ipnet::IpNet::V6(_)) {
+                    argv.push("nodad");
+                }
+                shell::run(&argv, &[], None, shell::TIMEOUT)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, state: &mut State, node: &str, role: &Role) -> Result<()> {
+        let netns = self.netns(node);
+        let dir = self.node_dir(node);
+        match role {
+            Role::Plain => {}
+            Role::Frr { config } => {
+                let frr = dir.join("frr");
+                std::fs::create_dir_all(&frr)?;
+                std::fs::copy(config, frr.join("frr.conf"))
+                    .with_context(|| format!("cannot copy {}", config.display()))?;
+                shell::run(
+                    &["chown", "-R", "frr:frr", &frr.display().to_string()],
+                    &[],
+                    None,
+                    shell::TIMEOUT,
+                )?;
+                let f = frr.display().to_string();
+                for daemon in ["zebra", "bgpd"] {
+                    let pid_file = frr.join(format!("{daemon}.pid"));
+                    in_netns(
+                        &netns,
+                        &[
+                            &format!("/usr/lib/frr/{daemon}"),
+                            "-d",
+                            "-P",
+                            "0",
+                            "--vty_socket",
+                            &f,
+                            "-z",
+                            &format!("{f}/zserv.api"),
+                            "-f",
+                            &format!("{f}/frr.conf"),
+                            "-i",
+                            &pid_file.display().to_string(),
+                            "--log",
+                            &format!("file:{f}/{daemon}.log"),
+                        ],
+                    )
+                    .with_context(|| format!("starting FRR's {daemon}"))?;
+                    let pid = read_pid(&pid_file, daemon)?;
+                    state.processes.push(Started {
+                        node: node.to_owned(),
+                        program: daemon.to_owned(),
+                        pid,
+                    });
+                    state.save()?;
+                }
+            }
+            Role::Bird { config } => {
+                let pid_file = dir.join("bird.pid");
+                in_netns(
+                    &netns,
+                    &[
+                        "bird",
+                        "-c",
+                        &config.display().to_string(),
+                        "-s",
+                        &dir.join("bird.ctl").display().to_string(),
+                        "-P",
+                        &pid_file.display().to_string(),
+                    ],
+                )
+                .context("starting BIRD")?;
+                let pid = read_pid(&pid_file, "bird")?;
+                state.processes.push(Started {
+                    node: node.to_owned(),
+                    program: "bird".to_owned(),
+                    pid,
+                });
+                state.save()?;
+            }
+            Role::Weft(weft) => self.start_weft(state, node, weft)?,
+        }
+        Ok(())
+    }
+
+    fn start_weft(&self, state: &mut State, node: &str, weft: &WeftNode) -> Result<()> {
+        let dir = self.node_dir(node);
+        // The node's own copy of its config, with the control socket in its state directory
+        // (every node's container would have /run/weft/bgpd.sock; here they share one /run).
+        let text =
+            std::fs::read_to_string(&weft.bgpd).with_context(|| format!("cannot read {}", weft.bgpd.display()))?;
+        let mut config: Value =
+            serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", weft.bgpd.display()))?;
+        let socket = dir.join("bgpd.sock");
+        config
+            .as_object_mut()
+            .with_context(|| format!("{} is not a mapping", weft.bgpd.display()))?
+            .insert("control_socket".into(), json!(socket));
+        let copy = dir.join("bgpd.yaml");
+        // JSON is YAML: the copy is read by the same parser.
+        std::fs::write(&copy, serde_json::to_vec_pretty(&config)?)?;
+        let bgpd = binary("weft-bgpd")?;
+        let pid = shell::spawn_daemon(
+            &self.netns(node),
+            &[&bgpd.display().to_string(), "--config", &copy.display().to_string()],
+            &dir.join("bgpd.log"),
+        )?;
+        state.processes.push(Started {
+            node: node.to_owned(),
+            program: "weft-bgpd".to_owned(),
+            pid,
+        });
+        state.save()?;
+        // Until `ip netns exec` has exec'd, the pid runs `ip`.
+        let alive = || state::runs(pid, "weft-bgpd") || state::runs(pid, "ip");
+        shell::wait("weft-bgpd's control socket", Duration::from_secs(15), || {
+            socket.exists() || !alive()
+        })?;
+        if !state::runs(pid, "weft-bgpd") {
+            let log = std::fs::read_to_string(dir.join("bgpd.log")).unwrap_or_default();
+            bail!("weft-bgpd exited: {}", log.trim());
+        }
+        Ok(())
+    }
+
+    fn add_pod(&self, state: &mut State, node: &str, index: u32) -> Result<()> {
+        let name = format!("{node}-pod{index}");
+        let netns = format!("{}-pod{index}", self.netns(node));
+        add_netns(state, &netns)?;
+        let dir = self.node_dir(node);
+        let config = json!({
+            "cniVersion": "1.1.0",
+            "name": "weftnet",
+            "type": "weft-cni",
+            "store": self.store(),
+            "nodename": node,
+            "lock_file": dir.join("cni.lock"),
+            "log_file": dir.join("cni.log"),
+            "ipam": { "type": "weft-ipam" },
+        });
+        let cni = binary("weft-cni")?;
+        let bin_dir = cni
+            .parent()
+            .map(Path::display)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let netns_path = format!("/run/netns/{netns}");
+        let container = format!("{}-{name}", self.name());
+        let args = format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
+        let ran = shell::run(
+            &["ip", "netns", "exec", &self.netns(node), &cni.display().to_string()],
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", &container),
+                ("CNI_NETNS", &netns_path),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", &bin_dir),
+                ("CNI_ARGS", &args),
+            ],
+            Some(&serde_json::to_vec(&config)?),
+            shell::TIMEOUT,
+        )?;
+        let result: Value = serde_json::from_str(&ran.stdout).context("weft-cni printed no JSON result")?;
+        let addresses = result["ips"]
+            .as_array()
+            .map(|ips| {
+                ips.iter()
+                    .filter_map(|ip| ip["address"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        state.pods.push(Pod {
+            node: node.to_owned(),
+            name,
+            netns,
+            addresses,
+        });
+        state.save()
+    }
+
+    /// weftctl against the lab's store.
+    pub fn weftctl(&self, args: &[&str]) -> Result<String> {
+        let weftctl = binary("weftctl")?;
+        let store = self.store();
+        let mut argv = vec![weftctl.to_str().context("binary path is not UTF-8")?, "--store", &store];
+        argv.extend_from_slice(args);
+        Ok(shell::run(&argv, &[], None, shell::TIMEOUT)?.stdout)
+    }
+
+    fn healthy(&self, state: &State) -> bool {
+        let expected: usize = self.roles.len();
+        state.namespaces.len() >= expected
+            && state
+                .namespaces
+                .iter()
+                .all(|n| Path::new("/run/netns").join(n).exists())
+            && state.processes.iter().all(|p| state::runs(p.pid, &p.program))
+    }
+
+    /// Tears the lab down from its state; without state, removes the namespaces the
+    /// topology would have made.
+    pub fn down(&self) -> Result<()> {
+        match State::load(self.name())? {
+            Some(state) => self.teardown(state),
+            None => {
+                let mut state = State {
+                    lab: self.name().to_owned(),
+                    ..State::default()
+                };
+                for (node, role) in &self.roles {
+                    state.namespaces.push(self.netns(node));
+                    if let Role::Weft(weft) = role {
+                        state
+                            .namespaces
+                            .extend((1..=weft.pods).map(|i| format!("{}-pod{i}", self.netns(node))));
+                    }
+                }
+                self.teardown(state);
+            }
+        }
+        let left: Vec<String> = self.leftover_namespaces();
+        if !left.is_empty() {
+            bail!("namespaces still present after down: {}", left.join(", "));
+        }
+        println!("lab {} is down", self.name());
+        Ok(())
+    }
+
+    fn teardown(&self, state: State) {
+        for started in state.processes.iter().rev() {
+            state::stop(started);
+        }
+        for netns in state.namespaces.iter().rev() {
+            if Path::new("/run/netns").join(netns).exists()
+                && let Err(error) = shell::run(&["ip", "netns", "del", netns], &[], None, shell::TIMEOUT)
+            {
+                eprintln!("weft-lab: cannot remove namespace {netns}: {error:#}");
+            }
+        }
+        let dir = state::dir(self.name());
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("weft-lab: cannot remove {}: {error}", dir.display());
+        }
+    }
+
+    fn leftover_namespaces(&self) -> Vec<String> {
+        let prefix = format!("clab-{}-", self.name());
+        std::fs::read_dir("/run/netns")
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|name| name.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A table of nodes, their programs and pods.
+    pub fn status(&self) -> Result<String> {
+        let state = State::load(self.name())?;
+        let mut out = format!("lab {}: {}\n", self.name(), if state.is_some() { "up" } else { "down" });
+        out.push_str(&format!(
+            "{:<12} {:<6} {:<28} {:<30} {}\n",
+            "NODE", "ROLE", "NAMESPACE", "PROGRAMS", "PODS"
+        ));
+        for (node, role) in &self.roles {
+            let netns = self.netns(node);
+            let present = Path::new("/run/netns").join(&netns).exists();
+            let (programs, pods) = match &state {
+                None => (String::from("-"), String::from("-")),
+                Some(state) => (
+                    state
+                        .processes
+                        .iter()
+                        .filter(|p| &p.node == node)
+                        .map(|p| {
+                            let up = if state::runs(p.pid, &p.program) { "up" } else { "DOWN" };
+                            format!("{}({up})", p.program)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    state
+                        .pods
+                        .iter()
+                        .filter(|p| &p.node == node)
+                        .map(|p| format!("{}={}", p.name, p.addresses.join(",")))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            };
+            let shown = if present { netns } else { format!("{netns} (missing)") };
+            out.push_str(&format!(
+                "{node:<12} {:<6} {shown:<28} {programs:<30} {pods}\n",
+                role.describe()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The argv to run `command` on `node` the way a user would in its container: FRR's
+    /// vtysh, birdc and weftctl are pointed at the node's sockets.
+    pub fn exec_argv(&self, node: &str, command: &[String]) -> Result<Vec<String>> {
+        let Some((_, role)) = self.roles.iter().find(|(name, _)| name == node) else {
+            bail!("no node named {node:?} in lab {}", self.name());
+        };
+        let dir = self.node_dir(node);
+        let mut argv: Vec<String> = vec!["ip".into(), "netns".into(), "exec".into(), self.netns(node)];
+        let (program, rest) = command.split_first().context("no command given")?;
+        match (program.as_str(), role) {
+            ("vtysh", Role::Frr { .. }) => {
+                argv.extend([
+                    "vtysh".into(),
+                    "--vty_socket".into(),
+                    dir.join("frr").display().to_string(),
+                ]);
+            }
+            ("birdc", Role::Bird { .. }) => {
+                argv.extend(["birdc".into(), "-s".into(), dir.join("bird.ctl").display().to_string()]);
+            }
+            ("weftctl", Role::Weft(_)) => {
+                argv.extend([
+                    binary("weftctl")?.display().to_string(),
+                    "--socket".into(),
+                    dir.join("bgpd.sock").display().to_string(),
+                    "--store".into(),
+                    self.store(),
+                    "--nodename".into(),
+                    node.to_owned(),
+                ]);
+            }
+            _ => argv.push(program.clone()),
+        }
+        argv.extend(rest.iter().cloned());
+        Ok(argv)
+    }
+}
+
+fn add_netns(state: &mut State, netns: &str) -> Result<()> {
+    if Path::new("/run/netns").join(netns).exists() {
+        bail!("namespace {netns} already exists (another lab of the same name?); `weft-lab down` it first");
+    }
+    state.namespaces.push(netns.to_owned());
+    state.save()?;
+    shell::run(&["ip", "netns", "add", netns], &[], None, shell::TIMEOUT)?;
+    shell::run(
+        &["ip", "-n", netns, "link", "set", "lo", "up"],
+        &[],
+        None,
+        shell::TIMEOUT,
+    )?;
+    Ok(())
+}
+
+fn read_pid(path: &Path, program: &str) -> Result<u32> {
+    let mut pid = None;
+    shell::wait(
+        &format!("{program}'s pid file {}", path.display()),
+        Duration::from_secs(10),
+        || {
+            pid = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok());
+            pid.is_some()
+        },
+    )?;
+    let pid = pid.context("no pid")?;
+    if !state::runs(pid, program) {
+        bail!("{program} (pid {pid}) exited right after starting; see its log");
+    }
+    Ok(pid)
+}
+
+/// weft's programs: beside weft-lab itself (one build), or in `WEFT_LAB_BIN_DIR`.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("WEFT_LAB_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()?
+            .parent()
+            .context("weft-lab has no directory")?
+            .to_path_buf(),
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{name} not found in {} (build the workspace: cargo build --release)",
+            dir.display()
+        );
+    }
+    Ok(path)
+}

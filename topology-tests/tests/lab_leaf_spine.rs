@@ -1,0 +1,310 @@
+//! The leaf-spine lab of `containerlab/leaf-spine/` brought up by `weft-lab` exactly as a user
+//! would (`weft-lab up FILE`), with FRR and BIRD as spines and leaves and weft-bgpd on four
+//! nodes, then checked the way a network engineer would: every node learns every other node's
+//! block, the leaves see one /26 per node (not pod /32s), nodes blackhole their own block, pods
+//! reach pods across leaves without NAT, a leaf losing a spine uplink keeps traffic flowing over
+//! the other spine, and `down` leaves nothing behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use weft_topology_tests::{binary, skip_unless_netns};
+
+const TOPOLOGY: &str = "containerlab/leaf-spine/leaf-spine.clab.yml";
+
+/// The lab, torn down when dropped (also when an assertion fails).
+struct RunningLab {
+    weft_lab: PathBuf,
+    name: String,
+    file: PathBuf,
+}
+
+impl RunningLab {
+    fn up(name: &str) -> Self {
+        for program in ["weft-bgpd", "weft-cni", "weftctl"] {
+            binary(program).unwrap_or_else(|error| panic!("{program}: {error}"));
+        }
+        let lab = Self {
+            weft_lab: binary("weft-lab").expect("weft-lab"),
+            name: name.to_owned(),
+            file: Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(TOPOLOGY),
+        };
+        let out = lab.weft_lab(&["up"]);
+        assert!(
+            out.status.success(),
+            "weft-lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn weft_lab(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(&self.weft_lab);
+        command.arg("--name").arg(&self.name);
+        match args.split_first() {
+            Some((verb, rest)) => command.arg(verb).arg(&self.file).args(rest),
+            None => &mut command,
+        };
+        command.output().expect("run weft-lab")
+    }
+
+    fn netns(&self, node: &str) -> String {
+        format!("clab-{}-{node}", self.name)
+    }
+
+    /// `ip netns exec clab-<lab>-<node> argv…`
+    fn on(&self, node: &str, argv: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.netns(node)])
+            .args(argv)
+            .output()
+            .expect("run in namespace")
+    }
+
+    fn stdout(&self, node: &str, argv: &[&str]) -> String {
+        let out = self.on(node, argv);
+        assert!(
+            out.status.success(),
+            "{node}: {argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        self.on(from, &["ping", "-c", "1", "-W", "1", to]).status.success()
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        let out = self.weft_lab(&["down"]);
+        if !out.status.success() {
+            eprintln!("weft-lab down failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not true after {deadline:?}");
+}
+
+fn routes(lab: &RunningLab, node: &str, args: &[&str]) -> String {
+    let mut argv = vec!["ip", "-4", "route", "show"];
+    argv.extend_from_slice(args);
+    lab.stdout(node, &argv)
+}
+
+#[test]
+fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
+    skip_unless_netns!();
+    let lab = RunningLab::up(&format!("t{}ls", std::process::id()));
+    let blocks = ["198.18.1.0/26", "198.18.2.0/26", "198.18.3.0/26", "198.18.4.0/26"];
+
+    // Every node learns the three other nodes' blocks through its leaf (weft's proto 87).
+    for (index, node) in ["node1", "node2", "node3", "node4"].iter().enumerate() {
+        wait_until(
+            &format!("{node} learns the other blocks"),
+            Duration::from_secs(60),
+            || {
+                let learned = routes(&lab, node, &["proto", "87"]);
+                blocks
+                    .iter()
+                    .enumerate()
+                    .all(|(other, block)| other == index || learned.contains(block))
+            },
+        );
+        let blackholes = routes(&lab, node, &["type", "blackhole"]);
+        assert!(
+            blackholes.contains(blocks[index]),
+            "{node} blackholes its own block: {blackholes}"
+        );
+    }
+
+    // The leaves carry one /26 per node, never a pod's /32, and reach the other leaf's nodes
+    // over both spines.
+    for leaf in ["leaf1", "leaf2"] {
+        let table = routes(&lab, leaf, &["root", "198.18.0.0/16"]);
+        for block in blocks {
+            assert!(table.contains(block), "{leaf} has {block}: {table}");
+        }
+        assert!(!table.contains("/32"), "{leaf} holds pod routes: {table}");
+    }
+    wait_until(
+        "leaf1 reaches node3's block over both spines",
+        Duration::from_secs(30),
+        || routes(&lab, "leaf1", &["198.18.3.0/26"]).matches("nexthop via").count() == 2,
+    );
+
+    // Pod to pod across leaves, and the receiver sees the sender's pod address (no NAT).
+    let (sender, receiver) = ("node1-pod1", "node3-pod2");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/weft-lab/{}/state.json", lab.name)).unwrap()).unwrap();
+    let address_of = |pod: &str| -> String {
+        let pods = state["pods"].as_array().unwrap();
+        let found = pods
+            .iter()
+            .find(|p| p["name"] == pod)
+            .unwrap_or_else(|| panic!("pod {pod} in {state}"));
+        found["addresses"][0]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (from, to) = (address_of(sender), address_of(receiver));
+    wait_until(&format!("{sender} pings {receiver}"), Duration::from_secs(30), || {
+        lab.ping(sender, &to)
+    });
+    let listener = Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &lab.netns(receiver),
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(
+            "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',9000));\
+             s.settimeout(15);d,a=s.recvfrom(64);print(a[0],flush=True)",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         for _ in range(20):\n  s.sendto(b'hi',('{to}',9000)); time.sleep(0.25)"
+    );
+    let sent = lab.on(sender, &["timeout", "10", "/usr/bin/python3", "-c", &send]);
+    assert!(
+        sent.status.success(),
+        "sending: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let seen = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        from,
+        "the receiver sees the sender's pod address"
+    );
+
+    // leaf1 loses its uplink to spine1: traffic keeps flowing over spine2.
+    lab.stdout("leaf1", &["ip", "link", "set", "eth1", "down"]);
+    wait_until(
+        "leaf1 routes node3's block over spine2 only",
+        Duration::from_secs(15),
+        || {
+            let table = routes(&lab, "leaf1", &["198.18.3.0/26"]);
+            table.contains("via 198.19.2.0") && !table.contains("198.19.1.0")
+        },
+    );
+    wait_until(
+        &format!("{sender} still pings {receiver}"),
+        Duration::from_secs(15),
+        || lab.ping(sender, &to),
+    );
+
+    let name = lab.name.clone();
+    drop(lab);
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("clab-{name}-")))
+        .collect();
+    assert!(left.is_empty(), "namespaces left after down: {left:?}");
+    assert!(
+        !Path::new("/run/weft-lab").join(&name).exists(),
+        "state left after down"
+    );
+}
+
+#[test]
+fn every_topology_in_containerlab_is_valid() {
+    let weft_lab = binary("weft-lab").expect("weft-lab");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../containerlab");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        for file in files {
+            let file = file.unwrap().path();
+            if file.to_string_lossy().ends_with(".clab.yml") {
+                let out = Command::new(&weft_lab).arg("validate").arg(&file).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1, "no topology found under {}", root.display());
+}
+
+#[test]
+fn a_broken_topology_is_refused_naming_the_node_and_nothing_is_made() {
+    let weft_lab = binary("weft-lab").expect("weft-lab");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.clab.yml");
+    let name = format!("t{}bad", std::process::id());
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\ntopology:\n  nodes:\n    leaf1: {{ kind: linux, image: quay.io/frrouting/frr:8.4.4 }}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&weft_lab).arg("up").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("node leaf1: an FRR node needs a bind to /etc/frr/frr.conf"),
+        "{error}"
+    );
+    assert!(!Path::new("/run/netns").join(format!("clab-{name}-leaf1")).exists());
+
+    // A lab that fails half-way (BIRD refuses its config after the other node and the link were
+    // made) is torn down, and the error names the node.
+    skip_unless_netns!();
+    std::fs::write(
+        dir.path().join("bird.conf"),
+        "router id 198.19.255.1;\nprotocol bgp { this is not BIRD }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\ntopology:\n  nodes:\n    h1: {{ kind: linux, image: alpine:3 }}\n    \
+             r1: {{ kind: linux, image: bird:2, binds: [bird.conf:/etc/bird/bird.conf] }}\n  links:\n    \
+             - endpoints: [\"h1:eth1\", \"r1:eth1\"]\n      ipv4: [\"198.19.0.0/31\", \"198.19.0.1/31\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&weft_lab).arg("up").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("node r1: starting BIRD"), "{error}");
+    for node in ["h1", "r1"] {
+        assert!(
+            !Path::new("/run/netns").join(format!("clab-{name}-{node}")).exists(),
+            "{node} left behind after a failed up"
+        );
+    }
+    assert!(!Path::new("/run/weft-lab").join(&name).exists());
+}
