@@ -15,7 +15,7 @@ n=1
 while [ "$n" -le "$pods" ]; do
   ip netns add "pod$n" 2>/dev/null || true
   ip -n "pod$n" link set lo up
-  printf '{"cniVersion":"1.1.0","name":"weftnet","type":"weft-cni","store":"%s","nodename":"%s","ipam":{"type":"weft-ipam"}}' "$store" "$node" |
+  printf '{"cniVersion":"1.1.0","name":"weftnet","type":"weft-cni","store":"%s","nodename":"%s","ipam":{"type":"weft-ipam","assign_ipv6":%s}}' "$store" "$node" "${WEFT_IPV6:-false}" |
     CNI_COMMAND=ADD CNI_CONTAINERID="$node-pod$n" CNI_NETNS="/run/netns/pod$n" CNI_IFNAME=eth0 CNI_PATH=/usr/local/bin \
     CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=$node-pod$n" weft-cni >/dev/null
   n=$((n+1))

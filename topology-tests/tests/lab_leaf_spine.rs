@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use weft_topology_tests::{binary, skip_unless_netns};
 
-const TOPOLOGY: &str = "containerlab/leaf-spine/leaf-spine.clab.yml";
+const LEAF_SPINE: &str = "containerlab/leaf-spine/leaf-spine.clab.yml";
+const DUAL_STACK: &str = "containerlab/dual-stack/dual-stack.clab.yml";
 
 /// The lab, torn down when dropped (also when an assertion fails).
 struct RunningLab {
@@ -23,14 +24,14 @@ struct RunningLab {
 }
 
 impl RunningLab {
-    fn up(name: &str) -> Self {
+    fn up(name: &str, topology: &str) -> Self {
         for program in ["weft-bgpd", "weft-cni", "weftctl"] {
             binary(program).unwrap_or_else(|error| panic!("{program}: {error}"));
         }
         let lab = Self {
             weft_lab: binary("weft-lab").expect("weft-lab"),
             name: name.to_owned(),
-            file: Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(TOPOLOGY),
+            file: Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(topology),
         };
         let out = lab.weft_lab(&["up"]);
         assert!(
@@ -88,7 +89,12 @@ impl Drop for RunningLab {
     }
 }
 
-fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+fn wait_until(what: &str, deadline: Duration, check: impl FnMut() -> bool) {
+    wait_or_show(what, deadline, check, String::new);
+}
+
+/// [`wait_until`], showing `state()` (what a user would look at) when it times out.
+fn wait_or_show(what: &str, deadline: Duration, mut check: impl FnMut() -> bool, state: impl FnOnce() -> String) {
     let started = Instant::now();
     while started.elapsed() < deadline {
         if check() {
@@ -96,11 +102,28 @@ fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("{what}: not true after {deadline:?}");
+    panic!("{what}: not true after {deadline:?}\n{}", state());
+}
+
+/// FRR's view of a node's sessions and of one prefix.
+fn frr_view(lab: &RunningLab, node: &str, family: &str, prefix: &str) -> String {
+    let vtysh = |command: &str| {
+        let out = lab.weft_lab(&["exec", node, "vtysh", "-c", command]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    format!(
+        "{}\n{}",
+        vtysh(&format!("show bgp {family} unicast summary")),
+        vtysh(&format!("show bgp {family} unicast {prefix}"))
+    )
 }
 
 fn routes(lab: &RunningLab, node: &str, args: &[&str]) -> String {
-    let mut argv = vec!["ip", "-4", "route", "show"];
+    routes_of(lab, "-4", node, args)
+}
+
+fn routes_of(lab: &RunningLab, family: &str, node: &str, args: &[&str]) -> String {
+    let mut argv = vec!["ip", family, "route", "show"];
     argv.extend_from_slice(args);
     lab.stdout(node, &argv)
 }
@@ -108,7 +131,7 @@ fn routes(lab: &RunningLab, node: &str, args: &[&str]) -> String {
 #[test]
 fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
     skip_unless_netns!();
-    let lab = RunningLab::up(&format!("t{}ls", std::process::id()));
+    let lab = RunningLab::up(&format!("t{}ls", std::process::id()), LEAF_SPINE);
     let blocks = ["198.18.1.0/26", "198.18.2.0/26", "198.18.3.0/26", "198.18.4.0/26"];
 
     // Every node learns the three other nodes' blocks through its leaf (weft's proto 87).
@@ -140,67 +163,20 @@ fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
         }
         assert!(!table.contains("/32"), "{leaf} holds pod routes: {table}");
     }
-    wait_until(
+    wait_or_show(
         "leaf1 reaches node3's block over both spines",
         Duration::from_secs(30),
         || routes(&lab, "leaf1", &["198.18.3.0/26"]).matches("nexthop via").count() == 2,
+        || frr_view(&lab, "leaf1", "ipv4", "198.18.3.0/26"),
     );
 
     // Pod to pod across leaves, and the receiver sees the sender's pod address (no NAT).
     let (sender, receiver) = ("node1-pod1", "node3-pod2");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("/run/weft-lab/{}/state.json", lab.name)).unwrap()).unwrap();
-    let address_of = |pod: &str| -> String {
-        let pods = state["pods"].as_array().unwrap();
-        let found = pods
-            .iter()
-            .find(|p| p["name"] == pod)
-            .unwrap_or_else(|| panic!("pod {pod} in {state}"));
-        found["addresses"][0]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    let (from, to) = (address_of(sender), address_of(receiver));
+    let to = pod_address(&lab, receiver, 0);
     wait_until(&format!("{sender} pings {receiver}"), Duration::from_secs(30), || {
         lab.ping(sender, &to)
     });
-    let listener = Command::new("timeout")
-        .args([
-            "20",
-            "ip",
-            "netns",
-            "exec",
-            &lab.netns(receiver),
-            "/usr/bin/python3",
-            "-c",
-        ])
-        .arg(
-            "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',9000));\
-             s.settimeout(15);d,a=s.recvfrom(64);print(a[0],flush=True)",
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let send = format!(
-        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         for _ in range(20):\n  s.sendto(b'hi',('{to}',9000)); time.sleep(0.25)"
-    );
-    let sent = lab.on(sender, &["timeout", "10", "/usr/bin/python3", "-c", &send]);
-    assert!(
-        sent.status.success(),
-        "sending: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let seen = listener.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&seen.stdout).trim(),
-        from,
-        "the receiver sees the sender's pod address"
-    );
+    assert_source_seen(&lab, sender, receiver, 0);
 
     // leaf1 loses its uplink to spine1: traffic keeps flowing over spine2.
     lab.stdout("leaf1", &["ip", "link", "set", "eth1", "down"]);
@@ -230,6 +206,120 @@ fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
         !Path::new("/run/weft-lab").join(&name).exists(),
         "state left after down"
     );
+}
+
+/// Address number `index` (0: IPv4, 1: IPv6 in a dual-stack lab) of `pod`, from the lab's state.
+fn pod_address(lab: &RunningLab, pod: &str, index: usize) -> String {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/weft-lab/{}/state.json", lab.name)).unwrap()).unwrap();
+    let pods = state["pods"].as_array().unwrap();
+    let found = pods
+        .iter()
+        .find(|p| p["name"] == pod)
+        .unwrap_or_else(|| panic!("pod {pod} in {state}"));
+    found["addresses"][index]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// UDP from `sender` to `receiver` (address number `index`): the receiver sees the sender's own
+/// pod address, so nothing on the way translated it.
+fn assert_source_seen(lab: &RunningLab, sender: &str, receiver: &str, index: usize) {
+    let (from, to) = (pod_address(lab, sender, index), pod_address(lab, receiver, index));
+    let (family, any) = if index == 0 {
+        ("AF_INET", "0.0.0.0")
+    } else {
+        ("AF_INET6", "::")
+    };
+    let listener = Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &lab.netns(receiver),
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket;s=socket.socket(socket.{family},socket.SOCK_DGRAM);s.bind(('{any}',9000));\
+             s.settimeout(15);d,a=s.recvfrom(64);print(a[0],flush=True)"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = format!(
+        "import socket,time\ns=socket.socket(socket.{family},socket.SOCK_DGRAM)\n\
+         for _ in range(20):\n  s.sendto(b'hi',('{to}',9000)); time.sleep(0.25)"
+    );
+    let sent = lab.on(sender, &["timeout", "10", "/usr/bin/python3", "-c", &send]);
+    assert!(
+        sent.status.success(),
+        "sending: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let seen = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        from,
+        "{receiver} sees {sender}'s pod address"
+    );
+}
+
+#[test]
+fn dual_stack_fabric_carries_ipv4_and_ipv6_pod_traffic() {
+    skip_unless_netns!();
+    let lab = RunningLab::up(&format!("t{}ds", std::process::id()), DUAL_STACK);
+    let blocks = [
+        "2001:db8:100:1::/122",
+        "2001:db8:100:2::/122",
+        "2001:db8:100:3::/122",
+        "2001:db8:100:4::/122",
+    ];
+    for (index, node) in ["node1", "node2", "node3", "node4"].iter().enumerate() {
+        wait_until(
+            &format!("{node} learns the other IPv6 blocks"),
+            Duration::from_secs(60),
+            || {
+                let learned = routes_of(&lab, "-6", node, &["proto", "87"]);
+                blocks
+                    .iter()
+                    .enumerate()
+                    .all(|(other, block)| other == index || learned.contains(&format!("{block} via")))
+            },
+        );
+        wait_until(
+            &format!("{node} learns the other IPv4 blocks"),
+            Duration::from_secs(30),
+            || routes(&lab, node, &["proto", "87"]).matches("/26 via").count() == 3,
+        );
+    }
+    wait_or_show(
+        "leaf1 reaches node3's IPv6 block over both spines",
+        Duration::from_secs(30),
+        || {
+            routes_of(&lab, "-6", "leaf1", &["2001:db8:100:3::/122"])
+                .matches("nexthop via")
+                .count()
+                == 2
+        },
+        || frr_view(&lab, "leaf1", "ipv6", "2001:db8:100:3::/122"),
+    );
+    for (sender, receiver) in [("node1-pod1", "node4-pod2"), ("node3-pod2", "node2-pod1")] {
+        for index in [0, 1] {
+            let to = pod_address(&lab, receiver, index);
+            wait_until(
+                &format!("{sender} pings {receiver} at {to}"),
+                Duration::from_secs(30),
+                || lab.ping(sender, &to),
+            );
+        }
+        assert_source_seen(&lab, sender, receiver, 1);
+    }
 }
 
 #[test]

@@ -121,7 +121,7 @@ impl Lab {
         for (node, role) in &self.roles {
             if let Role::Weft(weft) = role {
                 for index in 1..=weft.pods {
-                    self.add_pod(state, node, index)
+                    self.add_pod(state, node, index, weft.ipv6)
                         .with_context(|| format!("node {node}: pod {index}"))?;
                 }
             }
@@ -226,6 +226,9 @@ impl Lab {
                         pid,
                     });
                     state.save()?;
+                    if daemon == "zebra" {
+                        self.wait_for_zebra(node, &f)?;
+                    }
                 }
             }
             Role::Bird { config } => {
@@ -254,6 +257,42 @@ impl Lab {
             Role::Weft(weft) => self.start_weft(state, node, weft)?,
         }
         Ok(())
+    }
+
+    /// bgpd started before zebra has read the interfaces cannot pick IPv6 next hops: FRR 8.4
+    /// then resets its first sessions and can stay stuck in collision resolution. Wait until
+    /// zebra lists every link interface of the node.
+    fn wait_for_zebra(&self, node: &str, vty_dir: &str) -> Result<()> {
+        let interfaces: Vec<&str> = self
+            .topology
+            .links
+            .iter()
+            .flat_map(|link| [&link.a, &link.b])
+            .filter(|end| end.node == node)
+            .map(|end| end.interface.as_str())
+            .collect();
+        let netns = self.netns(node);
+        shell::wait("zebra learning the interfaces", Duration::from_secs(10), || {
+            in_netns(
+                &netns,
+                &[
+                    "vtysh",
+                    "--vty_socket",
+                    vty_dir,
+                    "-d",
+                    "zebra",
+                    "-c",
+                    "show interface brief",
+                ],
+            )
+            .is_ok_and(|ran| {
+                interfaces.iter().all(|name| {
+                    ran.stdout
+                        .lines()
+                        .any(|line| line.split_whitespace().next() == Some(name) && line.contains("up"))
+                })
+            })
+        })
     }
 
     fn start_weft(&self, state: &mut State, node: &str, weft: &WeftNode) -> Result<()> {
@@ -296,7 +335,7 @@ impl Lab {
         Ok(())
     }
 
-    fn add_pod(&self, state: &mut State, node: &str, index: u32) -> Result<()> {
+    fn add_pod(&self, state: &mut State, node: &str, index: u32, ipv6: bool) -> Result<()> {
         let name = format!("{node}-pod{index}");
         let netns = format!("{}-pod{index}", self.netns(node));
         add_netns(state, &netns)?;
@@ -309,7 +348,7 @@ impl Lab {
             "nodename": node,
             "lock_file": dir.join("cni.lock"),
             "log_file": dir.join("cni.log"),
-            "ipam": { "type": "weft-ipam" },
+            "ipam": { "type": "weft-ipam", "assign_ipv4": true, "assign_ipv6": ipv6 },
         });
         let cni = binary("weft-cni")?;
         let bin_dir = cni

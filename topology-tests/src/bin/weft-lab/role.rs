@@ -25,6 +25,9 @@ pub const PODS_LABEL: &str = "weft.io/pods";
 /// The environment variable declaring them (read first).
 pub const PODS_ENV: &str = "WEFT_PODS";
 
+/// Dual-stack pods: the environment variable.
+pub const PODS_IPV6_ENV: &str = "WEFT_IPV6";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Frr { config: PathBuf },
@@ -38,6 +41,8 @@ pub struct WeftNode {
     pub bgpd: PathBuf,
     pub cluster: Option<PathBuf>,
     pub pods: u32,
+    /// Pods get an IPv6 address too (`WEFT_IPV6: "true"`).
+    pub ipv6: bool,
 }
 
 impl Role {
@@ -65,6 +70,11 @@ impl Role {
                 bgpd,
                 cluster: node.bind_for("/etc/weft/cluster.yaml").map(PathBuf::from),
                 pods,
+                ipv6: match node.env.get(PODS_IPV6_ENV).map(String::as_str) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => bail!("node {name}: {PODS_IPV6_ENV} is \"true\" or \"false\", not {other:?}"),
+                },
             })
         } else if image.contains("frr") {
             let config = node
@@ -142,7 +152,8 @@ mod tests {
             Role::Weft(WeftNode {
                 bgpd: "/cfg/etc/weft/bgpd.yaml".into(),
                 cluster: None,
-                pods: 2
+                pods: 2,
+                ipv6: false,
             })
         );
         assert_eq!(Role::of("h", &node("alpine:3", &[])).unwrap(), Role::Plain);
