@@ -62,6 +62,9 @@ struct Measured {
     converged: Duration,
     rss_median_kib: u64,
     rss_max_kib: u64,
+    /// Private memory (USS: Private_Clean + Private_Dirty): what one more node costs when the
+    /// daemon's code is already in memory.
+    private_median_kib: u64,
 }
 
 fn main() {
@@ -86,41 +89,42 @@ fn main() {
     let mut table = String::new();
     writeln!(
         table,
-        "| fabric | nodes run | up s | converged s | node RSS median MiB | node RSS max MiB | converged vs BIRD | RSS vs BIRD |"
+        "| fabric | nodes run | up s | converged s | node RSS median MiB | node RSS max MiB | node private MiB | converged vs BIRD | RSS vs BIRD | private vs BIRD |"
     )
     .unwrap();
-    writeln!(table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
+    writeln!(
+        table,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    .unwrap();
     for fabric in fabrics {
         let bird = run(fabric, NodeDaemon::Bird);
         let weft = run(fabric, NodeDaemon::Weft);
         for (daemon, measured) in [(NodeDaemon::Bird, &bird), (NodeDaemon::Weft, &weft)] {
-            let (time_ratio, rss_ratio) = if daemon == NodeDaemon::Weft {
-                (
-                    format!(
-                        "{:.2}×",
-                        measured.converged.as_secs_f64() / bird.converged.as_secs_f64()
-                    ),
-                    format!("{:.2}×", measured.rss_median_kib as f64 / bird.rss_median_kib as f64),
-                )
-            } else {
-                ("1.00×".into(), "1.00×".into())
-            };
+            let ratio = |ours: f64, theirs: f64| format!("{:.2}×", ours / theirs);
+            let (time_ratio, rss_ratio, private_ratio) = (
+                ratio(measured.converged.as_secs_f64(), bird.converged.as_secs_f64()),
+                ratio(measured.rss_median_kib as f64, bird.rss_median_kib as f64),
+                ratio(measured.private_median_kib as f64, bird.private_median_kib as f64),
+            );
             writeln!(
                 table,
-                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {time_ratio} | {rss_ratio} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {time_ratio} | {rss_ratio} | {private_ratio} |",
                 fabric.describe(),
                 daemon.name(),
                 measured.up.as_secs_f64(),
                 measured.converged.as_secs_f64(),
                 measured.rss_median_kib as f64 / 1024.0,
                 measured.rss_max_kib as f64 / 1024.0,
+                measured.private_median_kib as f64 / 1024.0,
             )
             .unwrap();
         }
     }
     println!("\n{table}");
     println!("converged: from `weft-lab up` starting until every node has every other node's /26 in its FIB.");
-    println!("RSS: peak resident memory (VmHWM) of each node's BGP daemon once converged.");
+    println!("RSS: peak resident memory (VmHWM) of each node's BGP daemon once converged, its code included;");
+    println!("private: its private memory (USS) then, what each further node adds once the code is in memory.");
 }
 
 fn build_binaries() {
@@ -172,13 +176,15 @@ fn run(fabric: Fabric, daemon: NodeDaemon) -> Measured {
     );
     let up = started.elapsed();
     let converged = wait_converged(&name, fabric, daemon, started);
-    let (rss_median_kib, rss_max_kib) = node_rss(&name, daemon);
+    let (rss_median_kib, rss_max_kib) = node_memory(&name, daemon, "/status", "VmHWM:");
+    let (private_median_kib, _) = node_memory(&name, daemon, "/smaps_rollup", "Private_");
     drop(lab);
     Measured {
         up,
         converged,
         rss_median_kib,
         rss_max_kib,
+        private_median_kib,
     }
 }
 
@@ -389,7 +395,9 @@ fn wait_converged(name: &str, fabric: Fabric, daemon: NodeDaemon, started: Insta
     *latest.lock().unwrap()
 }
 
-fn node_rss(name: &str, daemon: NodeDaemon) -> (u64, u64) {
+/// Median and maximum over the node daemons of the sum of the `field…` lines (kB) of
+/// `/proc/PID<file>`.
+fn node_memory(name: &str, daemon: NodeDaemon, file: &str, field: &str) -> (u64, u64) {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("/run/weft-lab/{name}/state.json")).unwrap()).unwrap();
     let program = if daemon == NodeDaemon::Weft {
@@ -397,20 +405,22 @@ fn node_rss(name: &str, daemon: NodeDaemon) -> (u64, u64) {
     } else {
         "bird"
     };
-    let mut rss: Vec<u64> = state["processes"]
+    let mut values: Vec<u64> = state["processes"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|p| p["program"] == program && p["node"].as_str().is_some_and(|n| n.starts_with("node")))
         .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", p["pid"])).ok()?;
-            status
+            let text = std::fs::read_to_string(format!("/proc/{}{file}", p["pid"])).ok()?;
+            let sum = text
                 .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .filter(|line| line.starts_with(field))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            Some(sum)
         })
         .collect();
-    rss.sort_unstable();
-    assert!(!rss.is_empty(), "no node daemon found running");
-    (rss[rss.len() / 2], *rss.last().unwrap())
+    values.sort_unstable();
+    assert!(!values.is_empty(), "no node daemon found running");
+    (values[values.len() / 2], *values.last().unwrap())
 }
