@@ -194,6 +194,31 @@ fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
         || lab.ping(sender, &to),
     );
 
+    // A crashed weft-bgpd and a restarted BIRD leaf come back: `weft-lab restart` starts them
+    // again, the sessions re-establish and pods on both sides reach each other again.
+    for (node, how) in [("node3", "--kill"), ("leaf2", "--term")] {
+        let mut args = vec!["restart", node];
+        if how == "--kill" {
+            args.push("--kill");
+        }
+        let out = lab.weft_lab(&args);
+        assert!(
+            out.status.success(),
+            "restart {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(
+            &format!("node3 relearns the blocks after {node} restarted"),
+            Duration::from_secs(60),
+            || routes(&lab, "node3", &["proto", "87"]).matches("/26 via").count() == 3,
+        );
+        wait_until(
+            &format!("{sender} pings {receiver} after {node} restarted"),
+            Duration::from_secs(30),
+            || lab.ping(sender, &to),
+        );
+    }
+
     let name = lab.name.clone();
     drop(lab);
     let left: Vec<String> = std::fs::read_dir("/run/netns")

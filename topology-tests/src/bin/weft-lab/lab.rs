@@ -390,6 +390,39 @@ impl Lab {
         state.save()
     }
 
+    /// Stops a node's programs and starts them again, its links, addresses and pods left as
+    /// they are: `kill` sends SIGKILL (a crash), otherwise SIGTERM (a clean stop).
+    pub fn restart(&self, node: &str, kill: bool) -> Result<()> {
+        let mut state = State::load(self.name())?.with_context(|| format!("lab {} is not up", self.name()))?;
+        let (_, role) = self
+            .roles
+            .iter()
+            .find(|(name, _)| name == node)
+            .with_context(|| format!("no node named {node:?} in lab {}", self.name()))?;
+        let (stopping, others): (Vec<Started>, Vec<Started>) =
+            state.processes.drain(..).partition(|started| started.node == node);
+        state.processes = others;
+        for started in &stopping {
+            if kill {
+                state::kill(started);
+            } else {
+                state::stop(started);
+            }
+        }
+        // What the old programs left (pid files, a weft-bgpd socket after SIGKILL) must not be
+        // mistaken for the new ones.
+        let dir = self.node_dir(node);
+        for leftover in ["bgpd.sock", "bird.pid", "frr/zebra.pid", "frr/bgpd.pid"] {
+            let path = dir.join(leftover);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        state.save()?;
+        self.start(&mut state, node, role)
+            .with_context(|| format!("node {node}: restarting"))
+    }
+
     /// weftctl against the lab's store.
     pub fn weftctl(&self, args: &[&str]) -> Result<String> {
         let weftctl = binary("weftctl")?;

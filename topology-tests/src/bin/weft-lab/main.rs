@@ -39,6 +39,14 @@ enum Command {
     Down { file: PathBuf },
     /// Show a topology's nodes, programs and pods.
     Status { file: PathBuf },
+    /// Stop a node's programs and start them again (links, addresses and pods stay).
+    Restart {
+        file: PathBuf,
+        node: String,
+        /// SIGKILL instead of SIGTERM: a crash, not a clean stop.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Run a command on a node (vtysh, birdc and weftctl find the node's sockets).
     Exec {
         file: PathBuf,
@@ -87,6 +95,7 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Down { file } => load(file, &args.name)?.down()?,
         Command::Status { file } => print!("{}", load(file, &args.name)?.status()?),
+        Command::Restart { file, node, kill } => load(file, &args.name)?.restart(node, *kill)?,
         Command::Exec { file, node, command } => {
             let lab = load(file, &args.name)?;
             let argv = lab.exec_argv(node, command)?;

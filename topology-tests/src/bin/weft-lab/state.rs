@@ -93,3 +93,15 @@ pub fn stop(started: &Started) {
         let _ = crate::shell::wait("kill", Duration::from_secs(2), || !ours());
     }
 }
+
+/// SIGKILL right away (a crash), bounded wait; only if the pid still runs `program`.
+pub fn kill(started: &Started) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    if !runs(started.pid, &started.program) {
+        return;
+    }
+    let Ok(raw) = i32::try_from(started.pid) else { return };
+    let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+    let _ = crate::shell::wait("kill", Duration::from_secs(2), || !runs(started.pid, &started.program));
+}
