@@ -11,30 +11,40 @@
 //! originate: [198.18.1.0/26, "2001:db8:1::/64"]
 //! kernel: { install: true, blackhole: true }  # optional: learned paths into the kernel (proto 87),
 //!                                             # blackhole routes for the originated prefixes
+//!                                             # max_paths: 8, ECMP next hops per route (1: none)
+//! graceful_restart: { enabled: true, restart_time: 120 }   # optional, this default (RFC 4724)
 //! peers:
 //!   - address: 198.19.0.1
 //!     asn: 65000
 //!     password: secret            # optional: TCP MD5 (RFC 2385), at most 80 octets
 //!     families: [ipv4-unicast, ipv6-unicast]   # optional, default both
-//!     import: accept              # accept | reject; default reject for eBGP (RFC 8212)
+//!     import: accept              # accept | reject | a policy's name; default reject for eBGP (RFC 8212)
 //!     export: accept
 //!     passive: false              # optional: wait for the peer to connect
 //!     hold_time: 90               # optional: seconds, 0 or at least 3
 //!     connect_retry_time: 5       # optional: seconds between connection attempts
+//!     max_prefix: { limit: 1000, restart_time: 30 }   # optional: a Cease beyond the limit;
+//!                                 # try again after restart_time seconds (without it: stay down)
 //! ```
 //!
+//! Named policies (`prefix_lists:`, `policies:`) are read by [`crate::policy_config`].
+//!
 //! Must never: start anything, or accept a key it does not act on: a configuration that asks for
-//! something weft cannot do yet (named policies) is an error, not a silent no-op.
+//! something weft cannot do yet is an error, not a silent no-op.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 use weft_bgp_proto::AddressType;
 use weft_bgp_proto::export::Policy;
+use weft_bgp_proto::policy::NamedPolicy;
+
+use crate::policy_config::{self, RawStatement};
 
 /// Where the control socket is when the file does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/bgpd.sock";
@@ -42,6 +52,14 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/weft/bgpd.sock";
 pub const DEFAULT_LISTEN_PORT: u16 = 179;
 /// Hold time we propose when the file does not say (RFC 4271 §10 suggests 90 s).
 pub const DEFAULT_HOLD_TIME: u16 = 90;
+/// Most next hops of one kernel route when the file does not say (FRR's `maximum-paths`
+/// allows up to 64 and suggests a handful; two ToRs per rack need 2).
+pub const DEFAULT_MAX_PATHS: usize = 8;
+/// The kernel's limit on next hops of one route (`fib_info` holds at most 256 hops in practice).
+pub const MAX_MAX_PATHS: u32 = 256;
+/// The graceful restart Restart Time we advertise when the file does not say (RFC 4724 §3
+/// suggests at most the hold time; FRR and GoBGP default to 120).
+pub const DEFAULT_RESTART_TIME: u16 = 120;
 /// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
 /// weft uses GoBGP's 5 so that a lab converges in seconds after a peer comes up late.
 pub const DEFAULT_CONNECT_RETRY_TIME: u64 = 5;
@@ -95,8 +113,20 @@ struct RawConfig {
     #[serde(default)]
     originate: Vec<String>,
     kernel: Option<RawKernel>,
+    graceful_restart: Option<RawGracefulRestart>,
+    #[serde(default)]
+    prefix_lists: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    policies: BTreeMap<String, Vec<RawStatement>>,
     #[serde(default)]
     peers: Vec<RawPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGracefulRestart {
+    enabled: Option<bool>,
+    restart_time: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +136,7 @@ struct RawKernel {
     install: bool,
     #[serde(default)]
     blackhole: bool,
+    max_paths: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +152,14 @@ struct RawPeer {
     passive: bool,
     hold_time: Option<u16>,
     connect_retry_time: Option<u64>,
+    max_prefix: Option<RawMaxPrefix>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaxPrefix {
+    limit: u64,
+    restart_time: Option<u64>,
 }
 
 /// The daemon's configuration, checked.
@@ -141,6 +180,12 @@ pub struct Config {
     /// Back every originated prefix with a blackhole route (traffic to an unused address of
     /// the node's own block is dropped here instead of following a default route out).
     pub kernel_blackhole: bool,
+    /// Most next hops of one kernel route: equal best paths from several peers are installed
+    /// together (ECMP); 1 installs the best path alone.
+    pub kernel_max_paths: usize,
+    /// Graceful restart (RFC 4724), both as helper and as restarting speaker: the Restart Time
+    /// we advertise, in seconds; `None`: off.
+    pub graceful_restart: Option<u16>,
     /// Configured neighbours.
     pub peers: Vec<PeerConfig>,
 }
@@ -176,6 +221,18 @@ pub struct PeerConfig {
     pub hold_time: u16,
     /// Time between connection attempts.
     pub connect_retry_time: Duration,
+    /// Most prefixes the peer may advertise, if limited.
+    pub max_prefix: Option<MaxPrefix>,
+}
+
+/// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPrefix {
+    /// Most prefixes in the peer's Adj-RIB-In, both families together; one more ends the
+    /// session with a Cease, Maximum Number of Prefixes Reached (RFC 4486).
+    pub limit: usize,
+    /// When to try again; `None`: the peer stays down until weft-bgpd restarts.
+    pub restart_time: Option<Duration>,
 }
 
 impl Config {
@@ -221,10 +278,37 @@ impl Config {
                 originate.push(prefix);
             }
         }
+        let kernel_max_paths = match raw.kernel.as_ref().and_then(|kernel| kernel.max_paths) {
+            None => DEFAULT_MAX_PATHS,
+            Some(n @ 1..=MAX_MAX_PATHS) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "kernel.max_paths",
+                    format!("{n} is out of range: give 1 (no ECMP) to {MAX_MAX_PATHS}"),
+                ));
+            }
+        };
+        let graceful_restart = match raw.graceful_restart {
+            None => Some(DEFAULT_RESTART_TIME),
+            Some(RawGracefulRestart {
+                enabled: Some(false), ..
+            }) => None,
+            Some(RawGracefulRestart { restart_time, .. }) => match restart_time.unwrap_or(DEFAULT_RESTART_TIME) {
+                time @ 1..=4095 => Some(time),
+                time => {
+                    return Err(invalid(
+                        "graceful_restart.restart_time",
+                        format!("{time} is out of range: 1 to 4095 seconds (12 bits, RFC 4724 §3)"),
+                    ));
+                }
+            },
+        };
         let mut peers = Vec::new();
         let mut addresses = HashSet::new();
+        let lists = policy_config::prefix_lists(raw.prefix_lists)?;
+        let policies = policy_config::policies(raw.policies, &lists)?;
         for (i, raw_peer) in raw.peers.into_iter().enumerate() {
-            let peer = check_peer(i, raw_peer, raw.asn)?;
+            let peer = check_peer(i, raw_peer, raw.asn, &policies)?;
             if !addresses.insert(peer.address) {
                 return Err(invalid(
                     format!("peers[{i}].address"),
@@ -243,6 +327,8 @@ impl Config {
             originate,
             kernel_install: raw.kernel.as_ref().is_some_and(|kernel| kernel.install),
             kernel_blackhole: raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole),
+            kernel_max_paths,
+            graceful_restart,
             peers,
         })
     }
@@ -273,19 +359,32 @@ fn check_asn(key: &str, asn: u32) -> Result<(), ConfigError> {
     }
 }
 
-fn check_policy(key: &str, value: Option<String>, internal: bool) -> Result<Policy, ConfigError> {
+fn check_policy(
+    key: &str,
+    value: Option<String>,
+    internal: bool,
+    policies: &BTreeMap<String, Arc<NamedPolicy>>,
+) -> Result<Policy, ConfigError> {
     match value.as_deref() {
         None => Ok(Policy::default_for(internal)),
         Some("accept") => Ok(Policy::Accept),
         Some("reject") => Ok(Policy::Reject),
-        Some(name) => Err(invalid(
-            key,
-            format!("policy `{name}` is not defined (named policies are not implemented yet: use accept or reject)"),
-        )),
+        Some(name) => match policies.get(name) {
+            Some(policy) => Ok(Policy::Named(policy.clone())),
+            None => Err(invalid(
+                key,
+                format!("policy `{name}` is not defined (define it under policies:, or use accept or reject)"),
+            )),
+        },
     }
 }
 
-fn check_peer(i: usize, raw: RawPeer, local_asn: u32) -> Result<PeerConfig, ConfigError> {
+fn check_peer(
+    i: usize,
+    raw: RawPeer,
+    local_asn: u32,
+    policies: &BTreeMap<String, Arc<NamedPolicy>>,
+) -> Result<PeerConfig, ConfigError> {
     let key = |field: &str| format!("peers[{i}].{field}");
     let address: IpAddr = raw
         .address
@@ -343,16 +442,38 @@ fn check_peer(i: usize, raw: RawPeer, local_asn: u32) -> Result<PeerConfig, Conf
     if connect_retry_time == 0 {
         return Err(invalid(key("connect_retry_time"), "must be at least 1 second"));
     }
+    let max_prefix = match raw.max_prefix {
+        None => None,
+        Some(RawMaxPrefix { limit: 0, .. }) => {
+            return Err(invalid(
+                key("max_prefix.limit"),
+                "must be at least 1 (leave max_prefix out for no limit)",
+            ));
+        }
+        Some(RawMaxPrefix {
+            restart_time: Some(0), ..
+        }) => {
+            return Err(invalid(
+                key("max_prefix.restart_time"),
+                "must be at least 1 second (leave it out to stay down)",
+            ));
+        }
+        Some(RawMaxPrefix { limit, restart_time }) => Some(MaxPrefix {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            restart_time: restart_time.map(Duration::from_secs),
+        }),
+    };
     Ok(PeerConfig {
         address,
         asn: raw.asn,
         password,
         families,
-        import: check_policy(&key("import"), raw.import, internal)?,
-        export: check_policy(&key("export"), raw.export, internal)?,
+        import: check_policy(&key("import"), raw.import, internal, policies)?,
+        export: check_policy(&key("export"), raw.export, internal, policies)?,
         passive: raw.passive,
         hold_time,
         connect_retry_time: Duration::from_secs(connect_retry_time),
+        max_prefix,
     })
 }
 
@@ -467,6 +588,118 @@ peers:
             policy.starts_with("peers[0].import:") && policy.contains("tor-in"),
             "{policy}"
         );
+    }
+
+    #[test]
+    fn max_paths_defaults_to_eight_and_zero_is_refused() {
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nkernel: {install: true}\n").expect("valid");
+        assert_eq!(config.kernel_max_paths, DEFAULT_MAX_PATHS);
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nkernel: {max_paths: 2}\n").expect("valid");
+        assert_eq!(config.kernel_max_paths, 2);
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\nkernel: {max_paths: 0}\n");
+        assert!(error.starts_with("kernel.max_paths:"), "{error}");
+    }
+
+    #[test]
+    fn graceful_restart_is_on_by_default_and_its_restart_time_is_checked() {
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\n").expect("valid");
+        assert_eq!(config.graceful_restart, Some(DEFAULT_RESTART_TIME));
+        let off =
+            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\ngraceful_restart: {enabled: false}\n").expect("valid");
+        assert_eq!(off.graceful_restart, None);
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\ngraceful_restart: {restart_time: 5000}\n");
+        assert!(error.starts_with("graceful_restart.restart_time:"), "{error}");
+    }
+
+    #[test]
+    fn max_prefix_is_checked_and_named() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, max_prefix: {limit: 10, restart_time: 3}}]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.peers[0].max_prefix,
+            Some(MaxPrefix {
+                limit: 10,
+                restart_time: Some(Duration::from_secs(3))
+            })
+        );
+        let zero = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, max_prefix: {limit: 0}}]\n",
+        );
+        assert!(zero.starts_with("peers[0].max_prefix.limit:"), "{zero}");
+        let unknown = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1, max_prefix: {limit: 5, warn: true}}]\n",
+        );
+        assert!(unknown.contains("warn"), "{unknown}");
+    }
+
+    const POLICIES: &str = r#"
+asn: 65001
+router_id: 198.19.0.2
+prefix_lists:
+  tor-routes: ["198.18.100.0/22 le 24"]
+policies:
+  from-tor:
+    - match: { community: "65000:666" }
+      action: reject
+    - match: { prefix_list: tor-routes, as_path: { neighbor: 4200000002 } }
+      set: { local_pref: 200 }
+      action: accept
+  to-tor:
+    - set: { prepend: 2, community: ["65001:1"], large_community: ["65001:1:1"] }
+      action: accept
+peers:
+  - { address: 198.19.0.1, asn: 4200000002, import: from-tor, export: to-tor }
+"#;
+
+    #[test]
+    fn named_policies_parse_and_peers_refer_to_them() {
+        let config = Config::parse(POLICIES).expect("valid");
+        let Policy::Named(import) = &config.peers[0].import else {
+            panic!("a named import policy: {:?}", config.peers[0].import)
+        };
+        assert_eq!(import.name, "from-tor");
+        assert_eq!(import.statements.len(), 2);
+        assert_eq!(import.statements[0].conditions.community, Some(65000 << 16 | 666));
+        let Policy::Named(export) = &config.peers[0].export else {
+            panic!("a named export policy")
+        };
+        assert_eq!(export.statements[0].actions.prepend, 2);
+    }
+
+    #[test]
+    fn policy_errors_name_their_key() {
+        let cases = [
+            (
+                "\"198.18.100.0/22 le 24\"",
+                "\"198.18.100.0/22 le 40\"",
+                "prefix_lists.tor-routes[0]:",
+            ),
+            (
+                "community: \"65000:666\"",
+                "community: \"4200000002:1\"",
+                "policies.from-tor[0].match.community:",
+            ),
+            (
+                "prefix_list: tor-routes",
+                "prefix_list: nowhere",
+                "policies.from-tor[1].match.prefix_list:",
+            ),
+            (
+                "      action: reject",
+                "      action: drop",
+                "policies.from-tor[0].action:",
+            ),
+            ("import: from-tor", "import: from-spine", "peers[0].import:"),
+        ];
+        for (good, bad, key) in cases {
+            assert!(POLICIES.contains(good), "{good}");
+            let error = error_of(&POLICIES.replacen(good, bad, 1));
+            assert!(error.starts_with(key), "{key}: {error}");
+        }
+        let unknown = error_of(&POLICIES.replace("local_pref: 200", "weight: 200"));
+        assert!(unknown.contains("weight"), "{unknown}");
     }
 
     #[test]

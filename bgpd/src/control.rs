@@ -1,15 +1,17 @@
 //! The control socket: a unix stream socket `weftctl bgp …` talks to.
 //!
-//! Protocol: the client sends one line, a command (`peers` or `routes`); the daemon answers with
-//! one line of JSON and closes the connection. `peers` is the array DESIGN.md fixes (each object
-//! has at least `address`, `asn`, `state`, `prefixes_received`, `prefixes_sent`,
-//! `uptime_seconds`); `routes` is an array of every path in the Loc-RIB. An unknown command is
+//! Protocol: the client sends one line, a command (`peers`, `routes` or `neighbor ADDRESS`); the
+//! daemon answers with one line of JSON and closes the connection. `peers` is the array
+//! DESIGN.md fixes (each object has at least `address`, `asn`, `state`, `prefixes_received`,
+//! `prefixes_sent`, `uptime_seconds`); `routes` is an array of every path in the Loc-RIB;
+//! `neighbor` one object ([`NeighborStatus`]). An unknown command is
 //! answered with `{"error": "…"}`. Every request is queued onto the instance, which owns the
 //! state; this module only carries bytes.
 //!
 //! Must never: read or change protocol state itself, or wait on a client without a deadline.
 
 use std::io;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,8 +66,112 @@ pub struct RouteStatus {
     pub origin: &'static str,
     /// MULTI_EXIT_DISC.
     pub med: Option<u32>,
-    /// LOCAL_PREF as carried (iBGP).
+    /// LOCAL_PREF as carried (iBGP) or set by import policy.
     pub local_pref: Option<u32>,
+    /// COMMUNITIES, as `ASN:VALUE`.
+    pub communities: Vec<String>,
+    /// LARGE_COMMUNITY, as `GLOBAL:LOCAL1:LOCAL2`.
+    pub large_communities: Vec<String>,
+    /// Kept from a peer whose session went down, until it comes back with its End-of-RIB
+    /// (graceful restart, RFC 4724).
+    pub stale: bool,
+}
+
+/// One session in detail, as `weftctl bgp neighbor ADDR --json` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborStatus {
+    /// The configured address.
+    pub address: String,
+    /// The configured AS.
+    pub asn: u32,
+    /// eBGP or iBGP.
+    pub kind: &'static str,
+    /// The FSM state.
+    pub state: &'static str,
+    /// The peer's BGP Identifier, when Established.
+    pub router_id: Option<String>,
+    /// Our address on the session, when Established.
+    pub local_address: Option<String>,
+    /// Seconds since the session became Established; 0 when it is not.
+    pub uptime_seconds: u64,
+    /// Timers, configured and negotiated.
+    pub timers: NeighborTimers,
+    /// What both OPENs agreed on, when Established.
+    pub capabilities: Option<NeighborCapabilities>,
+    /// Counters since weft-bgpd started.
+    pub counters: NeighborCounters,
+    /// The import and export policies: accept, reject or a policy's name.
+    pub import: String,
+    /// See `import`.
+    pub export: String,
+    /// The max-prefix limit, if any.
+    pub max_prefix: Option<usize>,
+    /// TCP MD5 is configured (the key is never shown).
+    pub md5: bool,
+    /// Why the session last went down.
+    pub last_error: Option<String>,
+}
+
+/// A session's timers, in seconds.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborTimers {
+    /// The hold time we propose.
+    pub hold_time_configured: u16,
+    /// The hold time in use, when Established.
+    pub hold_time: Option<u16>,
+    /// The keepalive interval in use, when Established.
+    pub keepalive_time: Option<u16>,
+    /// Between connection attempts.
+    pub connect_retry_time: u64,
+}
+
+/// What a session negotiated.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborCapabilities {
+    /// Families both sides enabled.
+    pub families: Vec<&'static str>,
+    /// 4-octet AS numbers (RFC 6793).
+    pub four_octet_as: bool,
+    /// Route refresh (RFC 2918).
+    pub route_refresh: bool,
+    /// Enhanced route refresh (RFC 7313).
+    pub enhanced_route_refresh: bool,
+    /// Extended messages (RFC 8654).
+    pub extended_messages: bool,
+    /// The peer's graceful restart capability, when both sides offered one (RFC 4724).
+    pub graceful_restart: Option<NeighborGracefulRestart>,
+}
+
+/// The peer's graceful restart capability.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborGracefulRestart {
+    /// Its Restart Time, seconds.
+    pub restart_time: u16,
+    /// It has just restarted (Restart State flag).
+    pub restarting: bool,
+    /// Families it restarts gracefully, with `+` when it kept forwarding state.
+    pub families: Vec<String>,
+}
+
+/// A session's counters.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborCounters {
+    /// Prefixes in the Adj-RIB-In.
+    pub prefixes_received: usize,
+    /// Prefixes in the Loc-RIB from this peer.
+    pub prefixes_accepted: usize,
+    /// Prefixes in the Adj-RIB-Out.
+    pub prefixes_sent: usize,
+    /// Prefixes kept stale while the peer restarts.
+    pub prefixes_stale: usize,
+    /// UPDATE messages received (End-of-RIB included).
+    pub updates_received: u64,
+    /// UPDATE messages sent (End-of-RIB included).
+    pub updates_sent: u64,
+    /// ROUTE-REFRESH requests received.
+    pub route_refreshes_received: u64,
+    /// Times the session reached Established.
+    pub established_transitions: u64,
 }
 
 /// A request queued onto the instance.
@@ -75,6 +181,8 @@ pub enum ControlRequest {
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     /// Every path in the Loc-RIB.
     Routes(oneshot::Sender<Vec<RouteStatus>>),
+    /// One peer in detail; `None` if no peer has that address.
+    Neighbor(IpAddr, oneshot::Sender<Option<NeighborStatus>>),
 }
 
 /// Binds the socket at `path`, making its directory and replacing a stale socket file.
@@ -132,7 +240,21 @@ async fn serve(stream: UnixStream, requests: mpsc::Sender<ControlRequest>) {
             let (tx, rx) = oneshot::channel();
             ask(&requests, ControlRequest::Routes(tx), rx).await
         }
-        other => serde_json::json!({ "error": format!("unknown command `{other}` (peers, routes)") }),
+        other => match other.strip_prefix("neighbor ").map(|a| a.trim().parse::<IpAddr>()) {
+            Some(Ok(address)) => {
+                let (tx, rx) = oneshot::channel();
+                match ask(&requests, ControlRequest::Neighbor(address, tx), rx).await {
+                    serde_json::Value::Null => {
+                        serde_json::json!({ "error": format!("no peer {address} is configured") })
+                    }
+                    answer => answer,
+                }
+            }
+            Some(Err(_)) => serde_json::json!({ "error": format!("`{other}`: neighbor takes an IP address") }),
+            None => serde_json::json!({
+                "error": format!("unknown command `{other}` (peers, routes, neighbor ADDRESS)")
+            }),
+        },
     };
     let mut bytes = answer.to_string().into_bytes();
     bytes.push(b'\n');

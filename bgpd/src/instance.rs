@@ -7,24 +7,34 @@
 //! [`weft_bgp_proto::update`]); this module feeds it and sends what changed:
 //! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2);
 //! - UPDATE: Adj-RIB-In, import policy and loop check, Loc-RIB; re-export changed best paths;
-//! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers;
+//! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers — or, when
+//!   the peer can restart gracefully and the connection was lost without a NOTIFICATION (RFC
+//!   4724 §4.2, [`weft_bgp_proto::graceful_restart`]), they stay, marked stale, until the
+//!   peer's End-of-RIB for their family after it comes back, or its Restart Time runs out;
+//! - after our own restart (kernel routes of the previous run kept), the FIB task is told to
+//!   reconcile once every peer is Established and has sent End-of-RIB for each of its families,
+//!   or the Restart Time has passed;
 //! - ROUTE-REFRESH: the Adj-RIB-Out is sent again (RFC 2918);
-//! - with `kernel.install`, every best-path change goes to the FIB task ([`crate::kernel`]).
+//! - with `kernel.install`, the next hops of every changed prefix's best paths (ECMP, up to
+//!   `kernel.max_paths`) go to the FIB task ([`crate::kernel`]).
 //!
 //! Must never: touch a socket (session tasks do), hold a lock, or block on a session task
 //! (session tasks keep taking its commands while they wait for room in its queue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use weft_bgp_proto::export::{ExportSession, export_attributes, import_allowed};
+use weft_bgp_proto::export::{ExportSession, Policy, export_attributes, import};
+use weft_bgp_proto::graceful_restart::{SessionEnd, families_flushed_on_reestablish, families_kept};
+use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::rib::OutChange;
 use weft_bgp_proto::route::{AsPath, Origin};
-use weft_bgp_proto::update::{advertisements, end_of_rib, family_of, read_update, withdrawals};
+use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family, family_of, read_update, withdrawals};
 use weft_bgp_proto::wire::iana::RouteRefreshSubcode;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
 use weft_bgp_proto::{
@@ -32,8 +42,11 @@ use weft_bgp_proto::{
 };
 
 use crate::config::{Config, PeerConfig};
-use crate::control::{ControlRequest, PeerStatus, RouteStatus};
-use crate::kernel::FibChange;
+use crate::control::{
+    ControlRequest, NeighborCapabilities, NeighborCounters, NeighborGracefulRestart, NeighborStatus, NeighborTimers,
+    PeerStatus, RouteStatus,
+};
+use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
 
 /// One configured peer as the instance sees it.
@@ -45,7 +58,36 @@ struct Peer {
     adj_rib_in: AdjRibIn,
     adj_rib_out: AdjRibOut,
     commands: mpsc::Sender<PeerCommand>,
+    /// Routes kept after the session ended (graceful restart helper).
+    stale: Option<Stale>,
+    counters: Counters,
+    /// Why the session last went down.
+    last_error: Option<String>,
 }
+
+/// What `weftctl bgp neighbor` counts.
+#[derive(Debug, Default)]
+struct Counters {
+    updates_received: u64,
+    updates_sent: u64,
+    route_refreshes_received: u64,
+    established_transitions: u64,
+}
+
+/// A restarting peer's routes kept in the Loc-RIB (RFC 4724 §4.2).
+#[derive(Debug)]
+struct Stale {
+    /// Whom they were learned from (the new session may bring another router id).
+    source: PathSource,
+    prefixes: BTreeSet<Prefix>,
+    /// Families whose End-of-RIB is awaited.
+    families: Vec<AddressType>,
+    /// When they go if no End-of-RIB came.
+    deadline: Instant,
+}
+
+/// How long stale routes wait for End-of-RIB once the session is back (FRR's stalepath-time).
+const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 /// What an Established session fixed.
 #[derive(Debug)]
@@ -53,6 +95,10 @@ struct Established {
     since: Instant,
     negotiated: Box<Negotiated>,
     export: ExportSession,
+    /// Our address on the session.
+    local_address: IpAddr,
+    /// Families whose End-of-RIB the peer has sent.
+    end_of_rib: Vec<AddressType>,
 }
 
 impl Established {
@@ -68,16 +114,24 @@ pub struct Instance {
     loc_rib: LocRib,
     peers: BTreeMap<IpAddr, Peer>,
     /// The FIB task's queue, when `kernel.install` is on.
-    fib: Option<mpsc::Sender<FibChange>>,
+    fib: Option<mpsc::Sender<FibRequest>>,
+    /// Most next hops of one kernel route (ECMP).
+    max_paths: usize,
+    /// We offer graceful restart, so we keep restarting peers' routes (helper).
+    helper: bool,
+    /// After our own restart: when the FIB gets reconciled at the latest; `None` once done.
+    reconcile_by: Option<Instant>,
 }
 
 impl Instance {
     /// An instance with the originated prefixes in its Loc-RIB; `commands` has one sender per
     /// configured peer; `fib` receives best-path changes for the kernel.
+    /// `restarting`: the kernel kept a previous run's routes, to reconcile once the RIB is back.
     pub fn new(
         config: &Config,
         commands: BTreeMap<IpAddr, mpsc::Sender<PeerCommand>>,
-        fib: Option<mpsc::Sender<FibChange>>,
+        fib: Option<mpsc::Sender<FibRequest>>,
+        restarting: bool,
     ) -> Self {
         let mut loc_rib = LocRib::default();
         for prefix in &config.originate {
@@ -91,6 +145,8 @@ impl Instance {
                 next_hop,
                 med: None,
                 local_pref: None,
+                communities: Vec::new(),
+                large_communities: Vec::new(),
             });
             loc_rib.insert(
                 *prefix,
@@ -114,6 +170,9 @@ impl Instance {
                         adj_rib_in: AdjRibIn::default(),
                         adj_rib_out: AdjRibOut::default(),
                         commands,
+                        stale: None,
+                        counters: Counters::default(),
+                        last_error: None,
                     },
                 ))
             })
@@ -122,7 +181,11 @@ impl Instance {
             asn: config.asn,
             loc_rib,
             peers,
+            reconcile_by: (restarting && fib.is_some())
+                .then(|| Instant::now() + Duration::from_secs(u64::from(config.graceful_restart.unwrap_or(0)))),
             fib,
+            max_paths: config.kernel_max_paths,
+            helper: config.graceful_restart.is_some(),
         }
     }
 
@@ -133,7 +196,11 @@ impl Instance {
         mut control: mpsc::Receiver<ControlRequest>,
         cancel: CancellationToken,
     ) {
+        self.reconcile_when_in_sync().await;
         loop {
+            let deadline = self.next_deadline();
+            let timer =
+                tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
             tokio::select! {
                 () = cancel.cancelled() => return,
                 event = events.recv() => match event {
@@ -141,7 +208,109 @@ impl Instance {
                     None => return,
                 },
                 Some(request) = control.recv() => self.answer(request),
+                () = timer, if deadline.is_some() => self.timeouts().await,
             }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|peer| peer.stale.as_ref().map(|stale| stale.deadline))
+            .chain(self.reconcile_by)
+            .min()
+    }
+
+    async fn timeouts(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.stale.as_ref().is_some_and(|stale| stale.deadline <= now))
+            .map(|(address, _)| *address)
+            .collect();
+        for address in expired {
+            tracing::info!(peer = %address, "graceful restart: stale routes expired");
+            self.flush_stale(address, None).await;
+        }
+        if self.reconcile_by.is_some_and(|by| by <= now) {
+            tracing::info!("graceful restart: not every peer sent End-of-RIB in time; reconciling the kernel now");
+            self.reconcile().await;
+        }
+    }
+
+    /// Removes a peer's stale routes of `families` (all of them with `None`).
+    async fn flush_stale(&mut self, address: IpAddr, families: Option<&[AddressType]>) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(stale) = peer.stale.as_mut() else { return };
+        let flushed: Vec<Prefix> = stale
+            .prefixes
+            .iter()
+            .filter(|prefix| families.is_none_or(|families| families.contains(&family_of(prefix))))
+            .copied()
+            .collect();
+        let source = stale.source;
+        for prefix in &flushed {
+            stale.prefixes.remove(prefix);
+        }
+        if let Some(families) = families {
+            stale.families.retain(|family| !families.contains(family));
+        }
+        if families.is_none() || stale.prefixes.is_empty() || stale.families.is_empty() {
+            // Whatever is left has no End-of-RIB to wait for.
+            let rest: Vec<Prefix> = stale.prefixes.iter().copied().collect();
+            peer.stale = None;
+            return self
+                .remove_paths(address, source, flushed.into_iter().chain(rest).collect())
+                .await;
+        }
+        self.remove_paths(address, source, flushed).await;
+    }
+
+    /// Removes `source`'s paths to `prefixes` from the Loc-RIB and passes the change on.
+    async fn remove_paths(&mut self, address: IpAddr, source: PathSource, prefixes: Vec<Prefix>) {
+        if prefixes.is_empty() {
+            return;
+        }
+        let changed: Vec<Prefix> = prefixes
+            .iter()
+            .filter(|prefix| self.loc_rib.remove(prefix, &source))
+            .copied()
+            .collect();
+        tracing::info!(peer = %address, removed = prefixes.len(), "graceful restart: stale routes removed");
+        self.program_fib(&prefixes).await;
+        self.propagate(&changed).await;
+    }
+
+    /// After our restart: reconcile the kernel once every peer is back with all its End-of-RIBs.
+    async fn reconcile_when_in_sync(&mut self) {
+        if self.reconcile_by.is_none() {
+            return;
+        }
+        let in_sync = self.peers.values().all(|peer| {
+            peer.session.as_ref().is_some_and(|session| {
+                session
+                    .negotiated
+                    .families
+                    .iter()
+                    .filter(|family| matches!(family, AddressType::Ipv4Unicast | AddressType::Ipv6Unicast))
+                    .all(|family| session.end_of_rib.contains(family))
+            })
+        });
+        if in_sync {
+            tracing::info!("graceful restart: End-of-RIB from every peer; reconciling the kernel");
+            self.reconcile().await;
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        self.reconcile_by = None;
+        if let Some(fib) = &self.fib
+            && fib.send(FibRequest::Reconcile).await.is_err()
+        {
+            tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
         }
     }
 
@@ -157,8 +326,16 @@ impl Instance {
                 negotiated,
                 local_address,
             } => self.established(peer, negotiated, local_address).await,
-            PeerEvent::Update { peer, update } => self.update(peer, &update).await,
+            PeerEvent::Update { peer, update } => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.counters.updates_received += 1;
+                }
+                self.update(peer, &update).await
+            }
             PeerEvent::RouteRefresh { peer, refresh } => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.counters.route_refreshes_received += 1;
+                }
                 // RFC 7313 §4: BoRR and EoRR mark the peer's own re-advertisement, not a request.
                 if refresh.operation_type() != RouteRefreshSubcode::NormalRequest {
                     return;
@@ -169,7 +346,12 @@ impl Instance {
                 }
                 self.export_all(peer).await;
             }
-            PeerEvent::Down { peer } => self.down(peer).await,
+            PeerEvent::Down { peer, end, reason } => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.last_error = Some(reason);
+                }
+                self.down(peer, end).await
+            }
         }
     }
 
@@ -195,7 +377,7 @@ impl Instance {
                 IpAddr::V6(address) => Some(address),
                 IpAddr::V4(_) => None,
             },
-            policy: peer.config.export,
+            policy: peer.config.export.clone(),
         };
         for family in &negotiated.families {
             let has_next_hop = match family {
@@ -209,13 +391,29 @@ impl Instance {
         }
         peer.state = State::Established;
         peer.adj_rib_out.clear();
+        let flushed = peer
+            .stale
+            .as_mut()
+            .map(|stale| {
+                stale.deadline = Instant::now() + STALE_PATH_TIME;
+                families_flushed_on_reestablish(&stale.families, &negotiated)
+            })
+            .unwrap_or_default();
         peer.session = Some(Established {
             since: Instant::now(),
             negotiated,
             export,
+            local_address,
+            end_of_rib: Vec::new(),
         });
+        peer.counters.established_transitions += 1;
+        if !flushed.is_empty() {
+            self.flush_stale(address, Some(&flushed)).await;
+        }
         self.export_all(address).await;
-        let Some(peer) = self.peers.get(&address) else { return };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
         let Some(session) = &peer.session else { return };
         let markers: Vec<BgpUpdateMessage> = session
             .negotiated
@@ -269,13 +467,53 @@ impl Instance {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
-        let Some(session) = &peer.session else { return };
+        let Some(session) = peer.session.as_mut() else {
+            return;
+        };
+        if let Some(family) = end_of_rib_family(update) {
+            if !session.end_of_rib.contains(&family) {
+                session.end_of_rib.push(family);
+            }
+            tracing::info!(peer = %address, ?family, "end-of-rib received");
+            if peer
+                .stale
+                .as_ref()
+                .is_some_and(|stale| stale.families.contains(&family))
+            {
+                self.flush_stale(address, Some(&[family])).await;
+            }
+            self.reconcile_when_in_sync().await;
+            return;
+        }
         let source = PathSource::Peer(session.export.peer);
         let routes = read_update(update);
+        // A stale route the peer advertises or withdraws again is stale no more.
+        let mut stale_withdrawn = Vec::new();
+        if let Some(stale) = peer.stale.as_mut() {
+            let stale_source = stale.source;
+            for prefix in &routes.withdrawn {
+                if stale.prefixes.remove(prefix) && self.loc_rib.remove(prefix, &stale_source) {
+                    stale_withdrawn.push(*prefix);
+                }
+            }
+            for (prefix, _) in &routes.advertised {
+                if stale.prefixes.remove(prefix) && stale_source != source {
+                    self.loc_rib.remove(prefix, &stale_source);
+                }
+            }
+        }
+        let Some(session) = &peer.session else { return };
         let mut changed = Vec::new();
+        // Every prefix whose paths changed: a path that is not best may still be one of an
+        // ECMP route's next hops.
+        let mut touched = stale_withdrawn.clone();
+        changed.extend(stale_withdrawn);
         for prefix in routes.withdrawn {
-            if peer.adj_rib_in.remove(&prefix) && self.loc_rib.remove(&prefix, &source) {
-                changed.push(prefix);
+            if peer.adj_rib_in.remove(&prefix) {
+                touched.push(prefix);
+                if self.loc_rib.remove(&prefix, &source) {
+                    changed.push(prefix);
+                }
             }
         }
         for (prefix, attributes) in routes.advertised {
@@ -283,57 +521,132 @@ impl Instance {
                 continue; // RFC 4760 §7: a family that was not negotiated is ignored
             }
             peer.adj_rib_in.insert(prefix, attributes.clone());
-            let best_changed = if import_allowed(peer.config.import, local_asn, &attributes) {
-                self.loc_rib.insert(prefix, Path { source, attributes })
-            } else {
-                self.loc_rib.remove(&prefix, &source)
+            touched.push(prefix);
+            let external = !session.export.peer.internal;
+            let best_changed = match import(&peer.config.import, local_asn, external, &prefix, &attributes) {
+                Some(attributes) => self.loc_rib.insert(prefix, Path { source, attributes }),
+                None => self.loc_rib.remove(&prefix, &source),
             };
             if best_changed {
                 changed.push(prefix);
             }
         }
+        self.program_fib(&touched).await;
         self.propagate(&changed).await;
+        self.check_max_prefix(address).await;
     }
 
-    async fn down(&mut self, address: IpAddr) {
+    /// Ends the session of a peer that advertises more than its max-prefix limit.
+    async fn check_max_prefix(&self, address: IpAddr) {
+        let Some(peer) = self.peers.get(&address) else { return };
+        let Some(max_prefix) = peer.config.max_prefix else {
+            return;
+        };
+        if peer.adj_rib_in.len() <= max_prefix.limit {
+            return;
+        }
+        tracing::warn!(
+            peer = %address,
+            received = peer.adj_rib_in.len(),
+            limit = max_prefix.limit,
+            "max-prefix exceeded: ending the session"
+        );
+        let stop = PeerCommand::Stop {
+            subcode: CeaseSubcode::MaximumNumberOfPrefixesReached,
+            hold_down: max_prefix.restart_time,
+        };
+        if peer.commands.send(stop).await.is_err() {
+            tracing::debug!(peer = %address, "session task gone");
+        }
+    }
+
+    async fn down(&mut self, address: IpAddr, end: SessionEnd) {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
         let Some(session) = peer.session.take() else { return };
         let source = PathSource::Peer(session.export.peer);
+        let kept = families_kept(self.helper, &session.negotiated, end);
+        // Stale routes of an earlier restart from another router id are not carried over.
+        let mut touched: Vec<Prefix> = match peer.stale.take() {
+            Some(old) if old.source != source => {
+                for prefix in &old.prefixes {
+                    self.loc_rib.remove(prefix, &old.source);
+                }
+                old.prefixes.into_iter().collect()
+            }
+            Some(old) => old.prefixes.into_iter().collect(),
+            None => Vec::new(),
+        };
+        let mut stale = BTreeSet::new();
+        touched.retain(|prefix| {
+            let keep = kept.contains(&family_of(prefix)) && self.loc_rib.contains(prefix, &source);
+            if keep {
+                stale.insert(*prefix);
+            }
+            !keep
+        });
         let mut changed = Vec::new();
         for prefix in peer.adj_rib_in.clear() {
-            if self.loc_rib.remove(&prefix, &source) {
-                changed.push(prefix);
+            if kept.contains(&family_of(&prefix)) && self.loc_rib.contains(&prefix, &source) {
+                stale.insert(prefix);
+                continue;
+            }
+            touched.push(prefix);
+        }
+        for prefix in &touched {
+            if self.loc_rib.remove(prefix, &source) {
+                changed.push(*prefix);
             }
         }
+        if !stale.is_empty() {
+            let restart_time = session
+                .negotiated
+                .graceful_restart
+                .as_ref()
+                .map_or(0, |restart| restart.restart_time);
+            tracing::info!(peer = %address, kept = stale.len(), restart_time, "graceful restart: the peer's routes are kept, stale");
+            peer.stale = Some(Stale {
+                source,
+                prefixes: stale,
+                families: kept,
+                deadline: Instant::now() + Duration::from_secs(u64::from(restart_time)),
+            });
+        }
         peer.adj_rib_out.clear();
-        tracing::info!(peer = %address, withdrawn = changed.len(), "routes of the peer withdrawn");
+        tracing::info!(peer = %address, withdrawn = touched.len(), "routes of the peer withdrawn");
+        self.program_fib(&touched).await;
         self.propagate(&changed).await;
     }
 
-    /// Sends changed best paths to the kernel and to every Established peer.
+    /// Tells the FIB task what the kernel should hold for each of `prefixes`: the next hops of
+    /// the best learned paths (ECMP, up to `max_paths`); the FIB task skips what is unchanged.
+    async fn program_fib(&self, prefixes: &[Prefix]) {
+        let Some(fib) = &self.fib else { return };
+        for prefix in prefixes {
+            // Only learned paths go to the kernel; an originated prefix is ours to serve.
+            let next_hops = self
+                .loc_rib
+                .multipath(prefix, self.max_paths)
+                .into_iter()
+                .filter(|path| path.source != PathSource::Local)
+                .map(|path| path.attributes.next_hop)
+                .collect();
+            let change = FibChange {
+                prefix: *prefix,
+                next_hops,
+            };
+            if fib.send(FibRequest::Change(change)).await.is_err() {
+                tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
+                return;
+            }
+        }
+    }
+
+    /// Sends changed best paths to every Established peer.
     async fn propagate(&mut self, changed: &[Prefix]) {
         if changed.is_empty() {
             return;
-        }
-        if let Some(fib) = &self.fib {
-            for prefix in changed {
-                // Only learned paths go to the kernel; an originated prefix is ours to serve.
-                let next_hop = self
-                    .loc_rib
-                    .best(prefix)
-                    .filter(|best| best.source != PathSource::Local)
-                    .map(|best| best.attributes.next_hop);
-                let change = FibChange {
-                    prefix: *prefix,
-                    next_hop,
-                };
-                if fib.send(change).await.is_err() {
-                    tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
-                    break;
-                }
-            }
         }
         let addresses: Vec<IpAddr> = self
             .peers
@@ -353,6 +666,9 @@ impl Instance {
             }
             ControlRequest::Routes(reply) => {
                 let _ = reply.send(self.route_status());
+            }
+            ControlRequest::Neighbor(address, reply) => {
+                let _ = reply.send(self.neighbor_status(address));
             }
         }
     }
@@ -379,6 +695,65 @@ impl Instance {
             .collect()
     }
 
+    fn neighbor_status(&self, address: IpAddr) -> Option<NeighborStatus> {
+        let peer = self.peers.get(&address)?;
+        let session = peer.session.as_ref();
+        let negotiated = session.map(|s| &s.negotiated);
+        let policy_name = |policy: &Policy| match policy {
+            Policy::Accept => "accept".to_owned(),
+            Policy::Reject => "reject".to_owned(),
+            Policy::Named(named) => named.name.clone(),
+        };
+        Some(NeighborStatus {
+            address: address.to_string(),
+            asn: peer.config.asn,
+            kind: if peer.config.asn == self.asn { "iBGP" } else { "eBGP" },
+            state: peer.state.name(),
+            router_id: negotiated.map(|n| n.peer_router_id.to_string()),
+            local_address: session.map(|s| s.local_address.to_string()),
+            uptime_seconds: session.map_or(0, |s| s.since.elapsed().as_secs()),
+            timers: NeighborTimers {
+                hold_time_configured: peer.config.hold_time,
+                hold_time: negotiated.map(|n| n.hold_time),
+                keepalive_time: negotiated.map(|n| n.keepalive_time),
+                connect_retry_time: peer.config.connect_retry_time.as_secs(),
+            },
+            capabilities: negotiated.map(|n| NeighborCapabilities {
+                families: n.families.iter().filter_map(|f| family_name(*f)).collect(),
+                four_octet_as: n.four_octet_as,
+                route_refresh: n.route_refresh,
+                enhanced_route_refresh: n.enhanced_route_refresh,
+                extended_messages: n.extended_messages,
+                graceful_restart: n.graceful_restart.as_ref().map(|restart| NeighborGracefulRestart {
+                    restart_time: restart.restart_time,
+                    restarting: restart.restarting,
+                    families: restart
+                        .families
+                        .iter()
+                        .filter_map(|(family, forwarding)| {
+                            family_name(*family).map(|name| format!("{name}{}", if *forwarding { "+" } else { "" }))
+                        })
+                        .collect(),
+                }),
+            }),
+            counters: NeighborCounters {
+                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_accepted: session.map_or(0, |s| count_from(&self.loc_rib, &PathSource::Peer(s.export.peer))),
+                prefixes_sent: peer.adj_rib_out.len(),
+                prefixes_stale: peer.stale.as_ref().map_or(0, |stale| stale.prefixes.len()),
+                updates_received: peer.counters.updates_received,
+                updates_sent: peer.counters.updates_sent,
+                route_refreshes_received: peer.counters.route_refreshes_received,
+                established_transitions: peer.counters.established_transitions,
+            },
+            import: policy_name(&peer.config.import),
+            export: policy_name(&peer.config.export),
+            max_prefix: peer.config.max_prefix.map(|m| m.limit),
+            md5: peer.config.password.is_some(),
+            last_error: peer.last_error.clone(),
+        })
+    }
+
     fn route_status(&self) -> Vec<RouteStatus> {
         let mut routes = Vec::new();
         for (prefix, destination) in self.loc_rib.iter() {
@@ -397,6 +772,21 @@ impl Instance {
                     origin: attributes.origin.name(),
                     med: attributes.med,
                     local_pref: attributes.local_pref,
+                    communities: attributes
+                        .communities
+                        .iter()
+                        .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                        .collect(),
+                    large_communities: attributes
+                        .large_communities
+                        .iter()
+                        .map(|[global, one, two]| format!("{global}:{one}:{two}"))
+                        .collect(),
+                    stale: self.peers.values().any(|peer| {
+                        peer.stale
+                            .as_ref()
+                            .is_some_and(|stale| stale.source == path.source && stale.prefixes.contains(prefix))
+                    }),
                 });
             }
         }
@@ -419,10 +809,11 @@ fn count_from(loc_rib: &LocRib, source: &PathSource) -> usize {
         .count()
 }
 
-async fn send(peer: &Peer, updates: Vec<BgpUpdateMessage>) {
+async fn send(peer: &mut Peer, updates: Vec<BgpUpdateMessage>) {
     if updates.is_empty() {
         return;
     }
+    peer.counters.updates_sent += updates.len() as u64;
     if peer.commands.send(PeerCommand::Send(updates)).await.is_err() {
         tracing::debug!(peer = %peer.config.address, "session task gone; updates dropped");
     }

@@ -4,9 +4,10 @@
 //! Owns the narrow door to the kernel's routing table ([`Fib`], real: [`NetlinkFib`]) and the
 //! FIB task ([`run`]), which owns what weft has installed. The instance sends it one
 //! [`FibChange`] per prefix whose best path changed, over a bounded queue, and never waits on
-//! netlink itself. At start the task removes weft routes a previous run left behind; on
-//! cancellation it removes every route it installed (without graceful restart, a route of a
-//! dead speaker would blackhole traffic). A route the kernel refuses (a next hop that is not
+//! netlink itself. At start the task keeps the weft routes a previous run left behind (graceful
+//! restart: forwarding goes on while the sessions come back) and removes those the RIB does not
+//! claim once it is in sync ([`FibRequest::Reconcile`]); on a clean stop it removes every route
+//! it installed, on a stop for a restart none. A route the kernel refuses (a next hop that is not
 //! directly reachable, say) is logged and skipped.
 //!
 //! Must never: touch a route of another protocol, decide which path is best (the instance
@@ -16,29 +17,54 @@
 //! 87) for as long as the task runs: packets to an address of the node's own block that no pod
 //! holds are dropped on the node instead of following its default route back to the fabric.
 //!
-//! Not yet: ECMP multipath, a reconcile that keeps valid routes across a restart instead of
-//! removing them, route-event listening.
+//! ECMP: a prefix with several equal best paths is one kernel route with one next hop each
+//! (`ip route` shows `nexthop via … nexthop via …`); losing a path replaces it with the rest.
+//!
+//! Not yet: route-event listening (a weft route someone else deletes stays deleted).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteType,
+};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use weft_bgp_proto::Prefix;
+
+use crate::shutdown::Shutdown;
 
 /// weft's route protocol number (unassigned in iproute2's `rt_protos`; 87 is `W`).
 pub const WEFT_ROUTE_PROTOCOL: u8 = 87;
 
+/// What the instance asks of the FIB task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibRequest {
+    /// What the kernel should hold for one prefix.
+    Change(FibChange),
+    /// The RIB is in sync after a restart (End-of-RIB from every peer, or the deadline): weft
+    /// routes of the previous run that no change has claimed are stale; remove them.
+    Reconcile,
+}
+
+/// A weft route found in the kernel at start: a previous run's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// The prefix.
+    pub prefix: Prefix,
+    /// Its gateways, sorted; empty for a blackhole.
+    pub next_hops: Vec<IpAddr>,
+}
+
 /// What the FIB should hold for one prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FibChange {
     /// The prefix.
     pub prefix: Prefix,
-    /// The next hop of its best learned path; `None`: no weft route.
-    pub next_hop: Option<IpAddr>,
+    /// The next hops of its best learned paths (more than one: ECMP), best first; empty: no
+    /// weft route.
+    pub next_hops: Vec<IpAddr>,
 }
 
 /// An error from the kernel.
@@ -70,14 +96,15 @@ pub enum FibError {
 
 /// The kernel routing table, as weft uses it.
 pub trait Fib {
-    /// Installs or replaces the route to `prefix` via `next_hop`.
-    fn replace(&mut self, prefix: Prefix, next_hop: IpAddr) -> impl Future<Output = Result<(), FibError>> + Send;
+    /// Installs or replaces the route to `prefix` via `next_hops` (one route, several next hops
+    /// for ECMP); `next_hops` is not empty.
+    fn replace(&mut self, prefix: Prefix, next_hops: &[IpAddr]) -> impl Future<Output = Result<(), FibError>> + Send;
     /// Installs or replaces a blackhole route for `prefix`.
     fn blackhole(&mut self, prefix: Prefix) -> impl Future<Output = Result<(), FibError>> + Send;
     /// Removes weft's route to `prefix`.
     fn delete(&mut self, prefix: Prefix) -> impl Future<Output = Result<(), FibError>> + Send;
-    /// Removes every weft route (leftovers of an earlier run); how many there were.
-    fn flush(&mut self) -> impl Future<Output = Result<usize, FibError>> + Send;
+    /// Every weft route in the kernel (what a previous run left).
+    fn list(&mut self) -> impl Future<Output = Result<Vec<KernelRoute>, FibError>> + Send;
 }
 
 /// The real FIB, over rtnetlink, in the network namespace the process runs in.
@@ -124,11 +151,28 @@ impl NetlinkFib {
 }
 
 impl Fib for NetlinkFib {
-    async fn replace(&mut self, prefix: Prefix, next_hop: IpAddr) -> Result<(), FibError> {
-        let message = Self::message(prefix)
-            .gateway(next_hop)
-            .map_err(|_| FibError::Build { prefix, next_hop })?
-            .build();
+    async fn replace(&mut self, prefix: Prefix, next_hops: &[IpAddr]) -> Result<(), FibError> {
+        let message = match next_hops {
+            [next_hop] => Self::message(prefix)
+                .gateway(*next_hop)
+                .map_err(|_| FibError::Build {
+                    prefix,
+                    next_hop: *next_hop,
+                })?
+                .build(),
+            _ => {
+                let hops = next_hops
+                    .iter()
+                    .map(|next_hop| {
+                        let mut hop = RouteNextHop::default();
+                        hop.attributes
+                            .push(RouteAttribute::Gateway(RouteAddress::from(*next_hop)));
+                        hop
+                    })
+                    .collect();
+                Self::message(prefix).multipath(hops).build()
+            }
+        };
         self.handle
             .route()
             .add(message)
@@ -172,39 +216,65 @@ impl Fib for NetlinkFib {
             })
     }
 
-    async fn flush(&mut self) -> Result<usize, FibError> {
-        let mut stale = self.dump(RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
-        stale.extend(self.dump(RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
-        let count = stale.len();
-        for route in stale {
-            self.handle
-                .route()
-                .del(route)
-                .execute()
-                .await
-                .map_err(|source| FibError::Kernel {
-                    operation: "delete",
-                    prefix: "a stale weft route".to_owned(),
-                    source,
-                })?;
-        }
-        Ok(count)
+    async fn list(&mut self) -> Result<Vec<KernelRoute>, FibError> {
+        let mut routes = self.dump(RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
+        routes.extend(self.dump(RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
+        Ok(routes.iter().filter_map(kernel_route).collect())
     }
+}
+
+/// A dumped route as weft sees it; `None` for one weft cannot have made.
+fn kernel_route(route: &RouteMessage) -> Option<KernelRoute> {
+    let length = route.header.destination_prefix_length;
+    let mut destination = None;
+    let mut next_hops = Vec::new();
+    let address = |address: &RouteAddress| match address {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    };
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Destination(a) => destination = address(a),
+            RouteAttribute::Gateway(a) => next_hops.extend(address(a)),
+            RouteAttribute::MultiPath(hops) => {
+                for hop in hops {
+                    for attribute in &hop.attributes {
+                        if let RouteAttribute::Gateway(a) = attribute {
+                            next_hops.extend(address(a));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // A default route carries no destination attribute.
+    let unspecified = match route.header.address_family {
+        rtnetlink::packet_route::AddressFamily::Inet => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        rtnetlink::packet_route::AddressFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        _ => None,
+    };
+    let destination = destination.or(unspecified)?;
+    let prefix = Prefix::new(destination, length).ok()?;
+    next_hops.sort_unstable();
+    Some(KernelRoute { prefix, next_hops })
 }
 
 /// The FIB task: installs the `blackholes`, applies changes until cancelled (or the queue
 /// closes), then removes what it installed and hands the FIB back.
+///
+/// `previous` are the weft routes a previous run left in the kernel (graceful restart, RFC
+/// 4724 §4.1: forwarding goes on while the RIB is rebuilt). They stay untouched — a change to
+/// the same next hops costs nothing, so a valid route never flaps — until
+/// [`FibRequest::Reconcile`], which removes those no change has claimed.
 pub async fn run<F: Fib>(
     mut fib: F,
-    mut changes: mpsc::Receiver<FibChange>,
+    mut requests: mpsc::Receiver<FibRequest>,
     blackholes: Vec<Prefix>,
-    cancel: CancellationToken,
+    previous: Vec<KernelRoute>,
+    shutdown: Shutdown,
 ) -> F {
-    match fib.flush().await {
-        Ok(0) => {}
-        Ok(count) => tracing::info!(count, "stale weft routes removed from the kernel"),
-        Err(error) => tracing::warn!(%error, "cannot remove stale weft routes"),
-    }
     let mut held: Vec<Prefix> = Vec::new();
     for prefix in blackholes {
         match fib.blackhole(prefix).await {
@@ -212,18 +282,57 @@ pub async fn run<F: Fib>(
             Err(error) => tracing::warn!(%prefix, %error, "blackhole route not installed"),
         }
     }
-    let mut installed: BTreeMap<Prefix, IpAddr> = BTreeMap::new();
+    let mut installed: BTreeMap<Prefix, Vec<IpAddr>> = BTreeMap::new();
+    let mut unclaimed: BTreeSet<Prefix> = BTreeSet::new();
+    for route in previous {
+        if held.contains(&route.prefix) {
+            continue;
+        }
+        unclaimed.insert(route.prefix);
+        if !route.next_hops.is_empty() {
+            installed.insert(route.prefix, route.next_hops);
+        }
+    }
+    if !unclaimed.is_empty() {
+        tracing::info!(
+            count = unclaimed.len(),
+            "weft routes of a previous run kept in the kernel until the RIB is in sync"
+        );
+    }
     loop {
-        let change = tokio::select! {
-            () = cancel.cancelled() => break,
-            change = changes.recv() => match change {
-                Some(change) => change,
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            request = requests.recv() => match request {
+                Some(request) => request,
                 None => break,
             },
         };
-        apply(&mut fib, &mut installed, change).await;
+        match request {
+            FibRequest::Change(change) => {
+                unclaimed.remove(&change.prefix);
+                apply(&mut fib, &mut installed, change).await;
+            }
+            FibRequest::Reconcile => {
+                let stale = std::mem::take(&mut unclaimed);
+                let count = stale.len();
+                for prefix in stale {
+                    installed.remove(&prefix);
+                    if let Err(error) = fib.delete(prefix).await {
+                        tracing::warn!(%prefix, %error, "stale weft route left in the kernel");
+                    }
+                }
+                tracing::info!(removed = count, "kernel reconciled with the RIB");
+            }
+        }
     }
-    for prefix in std::mem::take(&mut installed).into_keys().chain(held) {
+    if shutdown.for_restart() {
+        tracing::info!(
+            count = installed.len() + held.len() + unclaimed.len(),
+            "stopping for a restart: weft routes left in the kernel"
+        );
+        return fib;
+    }
+    for prefix in std::mem::take(&mut installed).into_keys().chain(held).chain(unclaimed) {
         if let Err(error) = fib.delete(prefix).await {
             tracing::warn!(%error, "route left in the kernel");
         }
@@ -231,18 +340,29 @@ pub async fn run<F: Fib>(
     fib
 }
 
-async fn apply<F: Fib>(fib: &mut F, installed: &mut BTreeMap<Prefix, IpAddr>, change: FibChange) {
-    let FibChange { prefix, next_hop } = change;
-    let result = match next_hop {
-        Some(next_hop) if installed.get(&prefix) == Some(&next_hop) => Ok(()),
-        Some(next_hop) => fib.replace(prefix, next_hop).await.map(|()| {
-            installed.insert(prefix, next_hop);
-        }),
-        None if installed.remove(&prefix).is_some() => fib.delete(prefix).await,
-        None => Ok(()),
+async fn apply<F: Fib>(fib: &mut F, installed: &mut BTreeMap<Prefix, Vec<IpAddr>>, change: FibChange) {
+    let FibChange { prefix, mut next_hops } = change;
+    // The kernel keeps a multipath route's next hops in its own order: compare as sets.
+    next_hops.sort_unstable();
+    next_hops.dedup();
+    let result = if next_hops.is_empty() {
+        match installed.remove(&prefix) {
+            Some(_) => fib.delete(prefix).await,
+            None => Ok(()),
+        }
+    } else if installed.get(&prefix) == Some(&next_hops) {
+        Ok(())
+    } else {
+        match fib.replace(prefix, &next_hops).await {
+            Ok(()) => {
+                installed.insert(prefix, next_hops.clone());
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     };
     if let Err(error) = result {
-        tracing::warn!(%prefix, ?next_hop, %error, "kernel route not programmed");
+        tracing::warn!(%prefix, ?next_hops, %error, "kernel route not programmed");
     }
 }
 
@@ -253,14 +373,15 @@ mod tests {
     /// A FIB in memory, recording the requests it saw.
     #[derive(Debug, Default)]
     struct FakeFib {
-        routes: BTreeMap<Prefix, IpAddr>,
+        routes: BTreeMap<Prefix, Vec<IpAddr>>,
         requests: Vec<String>,
     }
 
     impl Fib for FakeFib {
-        async fn replace(&mut self, prefix: Prefix, next_hop: IpAddr) -> Result<(), FibError> {
-            self.requests.push(format!("replace {prefix} via {next_hop}"));
-            self.routes.insert(prefix, next_hop);
+        async fn replace(&mut self, prefix: Prefix, next_hops: &[IpAddr]) -> Result<(), FibError> {
+            let via: Vec<String> = next_hops.iter().map(IpAddr::to_string).collect();
+            self.requests.push(format!("replace {prefix} via {}", via.join(" ")));
+            self.routes.insert(prefix, next_hops.to_vec());
             Ok(())
         }
 
@@ -275,15 +396,22 @@ mod tests {
             Ok(())
         }
 
-        async fn flush(&mut self) -> Result<usize, FibError> {
-            Ok(std::mem::take(&mut self.routes).len())
+        async fn list(&mut self) -> Result<Vec<KernelRoute>, FibError> {
+            Ok(self
+                .routes
+                .iter()
+                .map(|(prefix, next_hops)| KernelRoute {
+                    prefix: *prefix,
+                    next_hops: next_hops.clone(),
+                })
+                .collect())
         }
     }
 
-    fn change(prefix: &str, next_hop: Option<&str>) -> FibChange {
+    fn change(prefix: &str, next_hops: &[&str]) -> FibChange {
         FibChange {
             prefix: prefix.parse().expect("prefix"),
-            next_hop: next_hop.map(|h| h.parse().expect("address")),
+            next_hops: next_hops.iter().map(|h| h.parse().expect("address")).collect(),
         }
     }
 
@@ -292,12 +420,15 @@ mod tests {
         let mut fib = FakeFib::default();
         let mut installed = BTreeMap::new();
         for c in [
-            change("198.18.100.0/24", Some("198.19.0.1")),
-            change("198.18.100.0/24", Some("198.19.0.1")),
-            change("198.18.100.0/24", Some("198.19.0.3")),
-            change("198.18.101.0/24", None),
-            change("198.18.100.0/24", None),
-            change("198.18.100.0/24", None),
+            change("198.18.100.0/24", &["198.19.0.1"]),
+            change("198.18.100.0/24", &["198.19.0.1"]),
+            change("198.18.100.0/24", &["198.19.0.3"]),
+            change("198.18.100.0/24", &["198.19.0.3", "198.19.0.1"]),
+            change("198.18.100.0/24", &["198.19.0.1", "198.19.0.3"]),
+            change("198.18.100.0/24", &["198.19.0.1"]),
+            change("198.18.101.0/24", &[]),
+            change("198.18.100.0/24", &[]),
+            change("198.18.100.0/24", &[]),
         ] {
             apply(&mut fib, &mut installed, c).await;
         }
@@ -306,6 +437,8 @@ mod tests {
             [
                 "replace 198.18.100.0/24 via 198.19.0.1",
                 "replace 198.18.100.0/24 via 198.19.0.3",
+                "replace 198.18.100.0/24 via 198.19.0.1 198.19.0.3",
+                "replace 198.18.100.0/24 via 198.19.0.1",
                 "delete 198.18.100.0/24",
             ]
         );
@@ -315,17 +448,12 @@ mod tests {
     #[tokio::test]
     async fn the_end_of_the_task_removes_every_installed_route() {
         let (tx, rx) = mpsc::channel(4);
-        let mut stale = FakeFib::default();
-        stale.routes.insert(
-            "198.18.9.0/24".parse().expect("prefix"),
-            "198.19.0.9".parse().expect("address"),
-        );
-        tx.send(change("2001:db8:100::/48", Some("2001:db8:ff::1")))
+        tx.send(FibRequest::Change(change("2001:db8:100::/48", &["2001:db8:ff::1"])))
             .await
             .expect("queued");
         drop(tx); // the queue closing ends the task as a cancellation does
         let blackholes = vec!["198.18.1.0/26".parse().expect("prefix")];
-        let fib = run(stale, rx, blackholes, CancellationToken::new()).await;
+        let fib = run(FakeFib::default(), rx, blackholes, Vec::new(), Shutdown::new()).await;
         assert_eq!(
             fib.requests,
             [
@@ -335,6 +463,33 @@ mod tests {
                 "delete 198.18.1.0/26",
             ]
         );
-        assert!(fib.routes.is_empty(), "stale routes flushed at start: {:?}", fib.routes);
+        assert!(fib.routes.is_empty(), "{:?}", fib.routes);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_valid_routes_stay_untouched_and_unclaimed_ones_go_at_reconcile() {
+        let mut kernel = FakeFib::default();
+        for (prefix, hop) in [("198.18.100.0/24", "198.19.0.1"), ("198.18.200.0/24", "198.19.0.1")] {
+            kernel
+                .routes
+                .insert(prefix.parse().expect("prefix"), vec![hop.parse().expect("address")]);
+        }
+        let previous = kernel.list().await.expect("listed");
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(kernel, rx, Vec::new(), previous, Shutdown::new()));
+        // The RIB comes back with the same next hop for one prefix: nothing reaches the kernel.
+        tx.send(FibRequest::Change(change("198.18.100.0/24", &["198.19.0.1"])))
+            .await
+            .expect("queued");
+        tx.send(FibRequest::Reconcile).await.expect("queued");
+        drop(tx);
+        let fib = task.await.expect("task");
+        assert_eq!(
+            fib.requests,
+            [
+                "delete 198.18.200.0/24", // reconcile: unclaimed
+                "delete 198.18.100.0/24", // the end of the task (a clean stop)
+            ]
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! ([`instance`]), the FIB task when `kernel.install` is on ([`kernel`]) and the control socket
 //! ([`control`]), all under one cancellation token.
 //! SIGTERM or SIGINT cancels it: every session sends a Cease (Administrative Shutdown) and the
-//! process exits 0. Cluster mode (`--store`) is not built yet and says so.
+//! process exits 0. SIGUSR1 stops it for a restart (graceful restart on): no Cease, kernel
+//! routes left for the next run ([`shutdown`]). Cluster mode (`--store`) is not built yet and says so.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 for an invalid configuration or a socket that cannot
 //! be bound (the message names the key or the address), 2 for what is not implemented yet.
@@ -17,7 +18,9 @@ mod instance;
 mod kernel;
 mod listener;
 mod md5;
+mod policy_config;
 mod session;
+mod shutdown;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -27,12 +30,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use weft_bgp_proto::AddressType;
+use weft_bgp_proto::capabilities::GracefulRestartConfig;
 
 use crate::config::Config;
 use crate::instance::Instance;
 use crate::session::{Channels, PeerSession};
+use crate::shutdown::Shutdown;
 
 /// Events queued from all session tasks to the instance.
 const EVENT_QUEUE: usize = 1024;
@@ -109,7 +115,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let cancel = CancellationToken::new();
+    let shutdown = Shutdown::new();
+    let cancel = shutdown.token().clone();
     let keys: Vec<(std::net::IpAddr, &[u8])> = config
         .peers
         .iter()
@@ -129,6 +136,28 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.control_socket.display()
         )
     })?;
+
+    // The kernel first: the weft routes a previous run left tell whether this is a restart.
+    let mut previous = Vec::new();
+    let netlink = if config.kernel_install || config.kernel_blackhole {
+        let mut netlink = kernel::NetlinkFib::connect().context("cannot program the kernel (kernel.install)")?;
+        previous = kernel::Fib::list(&mut netlink)
+            .await
+            .context("cannot list the kernel's routes (kernel.install)")?;
+        Some(netlink)
+    } else {
+        None
+    };
+    // RFC 4724 §4.1: routes kept across a restart make this a graceful restart; the peers
+    // keep our routes meanwhile, and our Forwarding State flag tells them the FIB was kept.
+    // (Blackholes alone are no forwarding state worth a restart: they are simply made again.)
+    let restarting = config.graceful_restart.is_some() && config.kernel_install && !previous.is_empty();
+    let graceful_restart = config.graceful_restart.map(|restart_time| GracefulRestartConfig {
+        restart_time,
+        restarting,
+        forwarding_preserved: vec![AddressType::Ipv4Unicast, AddressType::Ipv6Unicast],
+        notification: false,
+    });
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -152,8 +181,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 config.asn,
                 config.router_id,
                 session::BGP_PORT,
+                graceful_restart.clone(),
                 channels,
-                cancel.clone(),
+                shutdown.clone(),
             )
             .instrument(span),
         ));
@@ -162,17 +192,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // With only kernel.blackhole, nobody sends changes: this sender keeps the FIB task's queue
     // open (a closed queue ends the task) until the process ends.
     let mut _fib_queue_open = None;
-    let fib = if config.kernel_install || config.kernel_blackhole {
-        let netlink = kernel::NetlinkFib::connect().context("cannot program the kernel (kernel.install)")?;
+    let fib = if let Some(netlink) = netlink {
         let (fib_tx, fib_rx) = mpsc::channel(FIB_QUEUE);
-        let cancel = cancel.clone();
+        let shutdown = shutdown.clone();
         let blackholes = if config.kernel_blackhole {
             config.originate.clone()
         } else {
             Vec::new()
         };
+        let kept = if restarting {
+            std::mem::take(&mut previous)
+        } else {
+            Vec::new()
+        };
+        if !restarting {
+            // Without graceful restart, a previous run's routes are not trusted: they go now.
+            for route in &previous {
+                let mut netlink = netlink.clone();
+                if let Err(error) = kernel::Fib::delete(&mut netlink, route.prefix).await {
+                    tracing::warn!(%error, "stale weft route left in the kernel");
+                }
+            }
+            if !previous.is_empty() {
+                tracing::info!(count = previous.len(), "stale weft routes removed from the kernel");
+            }
+        }
         tasks.push(tokio::spawn(async move {
-            kernel::run(netlink, fib_rx, blackholes, cancel).await;
+            kernel::run(netlink, fib_rx, blackholes, kept, shutdown).await;
         }));
         // Learned paths reach the FIB task only with kernel.install.
         _fib_queue_open = Some(fib_tx.clone());
@@ -180,7 +226,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let instance = Instance::new(&config, commands, fib);
+    let instance = Instance::new(&config, commands, fib, restarting);
     tasks.push(tokio::spawn(instance.run(events_rx, control_rx, cancel.clone())));
     if let Some(listener) = listener {
         tasks.push(tokio::spawn(listener::run(listener, inbound, cancel.clone())));
@@ -194,9 +240,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "weft-bgpd started"
     );
 
-    wait_for_signal().await?;
-    tracing::info!("shutting down: sending Cease to every peer");
-    cancel.cancel();
+    let for_restart = wait_for_signal().await? && config.graceful_restart.is_some();
+    if for_restart {
+        tracing::info!("stopping for a restart: kernel routes kept, sessions closed without a notification");
+    } else {
+        tracing::info!("shutting down: sending Cease to every peer");
+    }
+    shutdown.stop(for_restart);
     let all = futures_join(tasks);
     if tokio::time::timeout(SHUTDOWN_DEADLINE, all).await.is_err() {
         tracing::warn!("tasks did not finish within the shutdown deadline");
@@ -215,13 +265,16 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT (`false`: a clean stop) or SIGUSR1 (`true`: a stop for a
+/// restart).
+async fn wait_for_signal() -> anyhow::Result<bool> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+    let mut restart = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+        _ = restart.recv() => true,
+    })
 }

@@ -20,7 +20,7 @@
 //! It reports to the instance (state changes of the primary connection, Established with what
 //! was negotiated, received UPDATEs and ROUTE-REFRESHes, Down) and sends the UPDATEs the
 //! instance gives it. On cancellation it sends a Cease (Administrative Shutdown, RFC 4486) on
-//! every open connection before it returns.
+//! every open connection before it returns; on a stop for a restart it closes them without one.
 //!
 //! Must never: decide on routes, or block the instance: while the instance's queue is full it
 //! keeps taking the instance's commands, so neither waits on the other forever.
@@ -35,11 +35,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use weft_bgp_proto::capabilities::GracefulRestartConfig;
 use weft_bgp_proto::capabilities::LocalConfig;
 use weft_bgp_proto::codec::{decode_message, encode};
 use weft_bgp_proto::fsm::collision::{Keep, Speaker, resolve_collision};
 use weft_bgp_proto::fsm::{DownReason, SessionConfig};
+use weft_bgp_proto::graceful_restart::SessionEnd;
 use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::wire::route_refresh::BgpRouteRefreshMessage;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
@@ -47,6 +48,7 @@ use weft_bgp_proto::{Action, Event, Framer, Message, Negotiated, Notification, S
 
 use crate::config::PeerConfig;
 use crate::connector;
+use crate::shutdown::Shutdown;
 
 /// The BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -92,10 +94,15 @@ pub enum PeerEvent {
         /// The request.
         refresh: BgpRouteRefreshMessage,
     },
-    /// The Established session ended: forget the peer's routes.
+    /// The Established session ended: forget the peer's routes, or keep them stale (graceful
+    /// restart).
     Down {
         /// The peer.
         peer: IpAddr,
+        /// How it ended.
+        end: SessionEnd,
+        /// Why, for people (`weftctl bgp neighbor`).
+        reason: String,
     },
 }
 
@@ -104,6 +111,14 @@ pub enum PeerEvent {
 pub enum PeerCommand {
     /// Send these UPDATEs on the Established connection, in order.
     Send(Vec<BgpUpdateMessage>),
+    /// End the session with a Cease of this subcode and stay down: for `hold_down`, or with
+    /// `None` until the process restarts (max-prefix, RFC 4486).
+    Stop {
+        /// The Cease subcode.
+        subcode: CeaseSubcode,
+        /// How long to refuse and not attempt connections.
+        hold_down: Option<Duration>,
+    },
 }
 
 /// The channels of one session task.
@@ -169,6 +184,9 @@ pub struct PeerSession {
     peer: PeerConfig,
     local_asn: u32,
     router_id: Ipv4Addr,
+    /// Graceful restart as we offer it; its Restart State flag is set until the first session
+    /// is Established after a restart that kept the kernel's routes.
+    graceful_restart: Option<GracefulRestartConfig>,
     port: u16,
     primary: Connection,
     secondary: Option<Connection>,
@@ -184,17 +202,23 @@ pub struct PeerSession {
     /// Commands taken while waiting for room in the instance's queue.
     held_commands: VecDeque<PeerCommand>,
     shutting_down: bool,
+    /// Stopped by the instance (max-prefix): no connections until `restart_at`, or ever when
+    /// that is `None`.
+    held_down: bool,
 }
 
 impl PeerSession {
-    /// Runs the session task until `cancel` fires.
+    /// Runs the session task until `cancel` fires. `graceful_restart`: what we offer (RFC
+    /// 4724), with the Restart State and Forwarding State flags set when this process kept the
+    /// routes of a previous one.
     pub async fn run(
         peer: PeerConfig,
         local_asn: u32,
         router_id: Ipv4Addr,
         port: u16,
+        graceful_restart: Option<GracefulRestartConfig>,
         channels: Channels,
-        cancel: CancellationToken,
+        shutdown: Shutdown,
     ) {
         let (io_tx, mut io_rx) = mpsc::channel(IO_QUEUE);
         let Channels {
@@ -204,7 +228,13 @@ impl PeerSession {
         } = channels;
         let primary = Connection {
             id: 0,
-            session: Session::new(session_config(&peer, local_asn, router_id, false)),
+            session: Session::new(session_config(
+                &peer,
+                local_asn,
+                router_id,
+                graceful_restart.clone(),
+                false,
+            )),
             inbound: false,
             writer: None,
             reader: None,
@@ -214,6 +244,7 @@ impl PeerSession {
             peer,
             local_asn,
             router_id,
+            graceful_restart,
             port,
             primary,
             secondary: None,
@@ -225,6 +256,7 @@ impl PeerSession {
             events,
             held_commands: VecDeque::new(),
             shutting_down: false,
+            held_down: false,
         };
         task.drive(Slot::Primary, Event::ManualStart, &mut commands).await;
         loop {
@@ -235,7 +267,7 @@ impl PeerSession {
             let sleep =
                 tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 () = sleep => task.timeouts(&mut commands).await,
                 Some(event) = io_rx.recv() => task.io(event, &mut commands).await,
                 Some(stream) = inbound.recv() => task.accept(stream, &mut commands).await,
@@ -243,7 +275,15 @@ impl PeerSession {
             }
             task.settle(&mut commands).await;
         }
-        task.shutdown().await;
+        if shutdown.for_restart() {
+            // RFC 4724 §4.1: no NOTIFICATION, so that the peers keep our routes while we restart.
+            task.primary.close();
+            if let Some(secondary) = task.secondary.as_mut() {
+                secondary.close();
+            }
+        } else {
+            task.shutdown().await;
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -334,7 +374,7 @@ impl PeerSession {
                         commands,
                     )
                     .await;
-                    if to == State::Idle && !self.shutting_down {
+                    if to == State::Idle && !self.shutting_down && !self.held_down {
                         let factor = self
                             .primary
                             .session
@@ -387,7 +427,18 @@ impl PeerSession {
                 }
                 if slot == Slot::Primary {
                     let peer = self.peer.address;
-                    self.emit(PeerEvent::Down { peer }, commands).await;
+                    let (end, reason) = match &reason {
+                        DownReason::NotificationSent(n) => (
+                            SessionEnd::notification(n),
+                            format!("notification sent: code {} subcode {}", n.code, n.subcode),
+                        ),
+                        DownReason::NotificationReceived(n) => (
+                            SessionEnd::notification(n),
+                            format!("notification received: code {} subcode {}", n.code, n.subcode),
+                        ),
+                        DownReason::ConnectionLost => (SessionEnd::ConnectionLost, "connection lost".to_owned()),
+                    };
+                    self.emit(PeerEvent::Down { peer, end, reason }, commands).await;
                 }
             }
         }
@@ -414,7 +465,29 @@ impl PeerSession {
             commands,
         )
         .await;
+        // RFC 4724 §3: the Restart State flag only on the first session after the restart.
+        if let Some(restart) = self.graceful_restart.as_mut() {
+            restart.restarting = false;
+        }
         true
+    }
+
+    /// Before an automatic start from Idle: a fresh FSM when our capabilities changed since the
+    /// primary one was made (the Restart State flag went off).
+    fn renew_idle_primary(&mut self) {
+        if self.primary.session.state() != State::Idle
+            || self.primary.session.config().local.graceful_restart == self.graceful_restart
+        {
+            return;
+        }
+        let config = session_config(
+            &self.peer,
+            self.local_asn,
+            self.router_id,
+            self.graceful_restart.clone(),
+            false,
+        );
+        self.primary.session = Session::new(config);
     }
 
     /// Sends an event to the instance; while its queue is full, holds the instance's commands
@@ -478,6 +551,11 @@ impl PeerSession {
         let now = Instant::now();
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;
+            if self.held_down {
+                tracing::info!("hold-down over; connecting again");
+                self.held_down = false;
+            }
+            self.renew_idle_primary();
             self.drive(Slot::Primary, Event::AutomaticStart, commands).await;
         }
         for slot in [Slot::Primary, Slot::Secondary] {
@@ -546,11 +624,13 @@ impl PeerSession {
     }
 
     async fn accept(&mut self, stream: TcpStream, commands: &mut mpsc::Receiver<PeerCommand>) {
-        if self.shutting_down {
+        if self.shutting_down || self.held_down {
+            drop(stream);
             return;
         }
         if self.primary.session.state() == State::Idle {
             self.restart_at = None;
+            self.renew_idle_primary();
             self.drive(Slot::Primary, Event::AutomaticStart, commands).await;
         }
         match self.primary.session.state() {
@@ -562,7 +642,13 @@ impl PeerSession {
                 self.drive(Slot::Primary, Event::TcpConnectionConfirmed, commands).await;
             }
             State::OpenSent | State::OpenConfirm if self.secondary.is_none() => {
-                let mut config = session_config(&self.peer, self.local_asn, self.router_id, true);
+                let mut config = session_config(
+                    &self.peer,
+                    self.local_asn,
+                    self.router_id,
+                    self.graceful_restart.clone(),
+                    true,
+                );
                 config.jitter_seed = self.next_id;
                 self.secondary = Some(Connection {
                     id: 0,
@@ -584,7 +670,26 @@ impl PeerSession {
     }
 
     async fn command(&mut self, command: PeerCommand, commands: &mut mpsc::Receiver<PeerCommand>) {
-        let PeerCommand::Send(updates) = command;
+        let updates = match command {
+            PeerCommand::Send(updates) => updates,
+            PeerCommand::Stop { subcode, hold_down } => {
+                if self.held_down {
+                    return;
+                }
+                tracing::warn!(?subcode, ?hold_down, "stopping the session and holding it down");
+                self.held_down = true;
+                self.abort_connect();
+                for slot in [Slot::Primary, Slot::Secondary] {
+                    let stop = Event::Stop {
+                        subcode,
+                        communication: None,
+                    };
+                    self.drive(slot, stop, commands).await;
+                }
+                self.restart_at = hold_down.map(|hold_down| Instant::now() + hold_down);
+                return;
+            }
+        };
         if self.primary.session.state() != State::Established {
             return; // the instance learns of the Down and resends after the next Established
         }
@@ -698,10 +803,17 @@ impl PeerSession {
     }
 }
 
-fn session_config(peer: &PeerConfig, local_asn: u32, router_id: Ipv4Addr, passive: bool) -> SessionConfig {
+fn session_config(
+    peer: &PeerConfig,
+    local_asn: u32,
+    router_id: Ipv4Addr,
+    graceful_restart: Option<GracefulRestartConfig>,
+    passive: bool,
+) -> SessionConfig {
     let mut local = LocalConfig::new(local_asn, router_id);
     local.hold_time = peer.hold_time;
     local.families = peer.families.clone();
+    local.graceful_restart = graceful_restart;
     let mut config = SessionConfig::new(local, Some(peer.asn));
     config.passive = passive || peer.passive;
     config.connect_retry_time = peer.connect_retry_time;

@@ -19,16 +19,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use serde_json::Value;
-use weft_topology_tests::{Netns, Process, binary, require_netns, wait_for, wait_until};
-
-const DEADLINE: Duration = Duration::from_secs(45);
-const POLL: Duration = Duration::from_millis(250);
+use anyhow::{Context, Result};
+use common::{DEADLINE, POLL, WeftNode, WeftPeer, require_program, wire};
+use weft_topology_tests::{Netns, Process, require_netns, wait_for, wait_until};
 
 /// What a test varies.
 #[derive(Debug, Clone, Copy)]
@@ -81,57 +80,33 @@ protocol bgp weft6 from tor {{
     )
 }
 
-/// weft's configuration; without `policies` the peers have no import or export policy.
-fn weft_conf(socket: &Path, setup: Setup) -> String {
-    let hold_time = setup.hold_time;
-    let mut policies = if setup.policies {
-        "\n    import: accept\n    export: accept".to_owned()
-    } else {
-        String::new()
-    };
-    if let Some((_, weft)) = setup.passwords {
-        policies.push_str(&format!("\n    password: {weft}"));
-    }
-    format!(
-        r#"
-asn: 65001
-router_id: 198.19.0.2
-control_socket: {}
-originate: [198.18.1.0/26, "2001:db8:1::/64"]
-kernel: {{ install: true }}
-peers:
-  - address: 198.19.0.1
-    asn: 4200000001
-    families: [ipv4-unicast]{policies}
-    hold_time: {hold_time}
-    connect_retry_time: 2
-  - address: "2001:db8:ff::1"
-    asn: 4200000001
-    families: [ipv6-unicast]{policies}
-    hold_time: {hold_time}
-    connect_retry_time: 2
-"#,
-        socket.display()
-    )
+/// weft's peers; without `policies` they have no import or export policy.
+fn weft_peers(setup: Setup) -> Vec<WeftPeer> {
+    [
+        WeftPeer::new("198.19.0.1", 4_200_000_001, "ipv4-unicast"),
+        WeftPeer::new("2001:db8:ff::1", 4_200_000_001, "ipv6-unicast"),
+    ]
+    .into_iter()
+    .map(|peer| {
+        let peer = peer.hold_time(setup.hold_time);
+        let peer = if setup.policies { peer } else { peer.without_policies() };
+        match setup.passwords {
+            Some((_, weft)) => peer.with(&format!("password: {weft}")),
+            None => peer,
+        }
+    })
+    .collect()
 }
 
 /// Whether BIRD is installed; without it the test skips, except under CI=true.
 fn require_bird() -> bool {
-    let found = Command::new("bird").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but BIRD 2 is not installed (scripts/install-deps.sh installs bird2)"
-        );
-        eprintln!("skipping: BIRD 2 is not installed (apt-get install bird2)");
-    }
-    found
+    require_program("bird", "bird2")
 }
 
 struct Lab {
     dir: tempfile::TempDir,
     tor: Netns,
-    node: Netns,
+    node: WeftNode,
 }
 
 impl Lab {
@@ -141,16 +116,11 @@ impl Lab {
 
     fn with(setup: Setup) -> Result<Self> {
         let tor = Netns::new("tor")?;
-        let node = Netns::new("node")?;
-        tor.veth("eth-node", &node, "eth-tor")?;
-        tor.add_address("eth-node", "198.19.0.1/24")?;
-        tor.add_address("eth-node", "2001:db8:ff::1/64")?;
-        node.add_address("eth-tor", "198.19.0.2/24")?;
-        node.add_address("eth-tor", "2001:db8:ff::2/64")?;
+        let node = WeftNode::new("node")?;
+        wire(&tor, &node.netns)?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("bird.conf"), bird_conf(setup))?;
-        let socket = dir.path().join("weft.sock");
-        std::fs::write(dir.path().join("weft.yaml"), weft_conf(&socket, setup))?;
+        node.configure("", &weft_peers(setup))?;
         Ok(Self { dir, tor, node })
     }
 
@@ -173,13 +143,7 @@ impl Lab {
     }
 
     fn start_weft(&self) -> Result<Process> {
-        let conf = self.path("weft.yaml");
-        Ok(self
-            .node
-            .command(env!("CARGO_BIN_EXE_weft-bgpd"))
-            .args(["--config", conf.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .spawn()?)
+        self.node.start()
     }
 
     fn birdc(&self, command: &str) -> Result<String> {
@@ -191,46 +155,23 @@ impl Lab {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// `weftctl bgp COMMAND --json`, or `None` while the daemon does not answer.
-    fn weftctl(&self, command: &str) -> Result<Option<Vec<Value>>> {
-        let output = Command::new(binary("weftctl")?)
-            // The form DESIGN.md promises: `weftctl --socket PATH bgp peers --json`.
-            .args([
-                "--socket",
-                self.path("weft.sock").to_str().unwrap(),
-                "bgp",
-                command,
-                "--json",
-            ])
-            .output()?;
-        if !output.status.success() {
-            return Ok(None);
-        }
-        match serde_json::from_slice(&output.stdout)? {
-            Value::Array(items) => Ok(Some(items)),
-            other => bail!("weftctl bgp {command} --json printed {other}, not an array"),
-        }
+    /// `weftctl --socket PATH bgp COMMAND --json` (the form DESIGN.md promises), or `None`
+    /// while the daemon does not answer.
+    fn weftctl(&self, command: &str) -> Result<Option<Vec<serde_json::Value>>> {
+        self.node.weftctl(command)
     }
 
     fn weft_peers_established(&self) -> Result<bool> {
-        Ok(self
-            .weftctl("peers")?
-            .is_some_and(|peers| peers.len() == 2 && peers.iter().all(|p| p["state"] == "Established")))
+        self.node.established(2)
     }
 
-    fn weft_route(&self, prefix: &str) -> Result<Option<Value>> {
-        Ok(self.weftctl("routes")?.and_then(|routes| {
-            routes
-                .into_iter()
-                .find(|r| r["prefix"] == prefix && r["from"] != "local")
-        }))
+    fn weft_route(&self, prefix: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.node.learned_paths(prefix)?.into_iter().next())
     }
 
     /// weft's routes in the node's kernel (`ip route show proto 87`), both families.
     fn kernel_routes(&self) -> Result<String> {
-        let v4 = self.node.run(&["ip", "-4", "route", "show", "proto", "87"])?.stdout;
-        let v6 = self.node.run(&["ip", "-6", "route", "show", "proto", "87"])?.stdout;
-        Ok(v4 + &v6)
+        self.node.kernel_routes()
     }
 
     fn bird_has(&self, prefix: &str) -> Result<bool> {
@@ -306,7 +247,7 @@ fn weft_and_bird_exchange_ipv4_and_ipv6_routes_and_withdraw_them_when_a_side_sto
     );
 
     // weft comes back and the sessions with it; a weft route a crashed run left behind goes.
-    lab.node.run(&[
+    lab.node.netns.run(&[
         "ip",
         "route",
         "add",
@@ -460,7 +401,7 @@ fn tcp_md5_with_the_same_key_comes_up_and_with_another_key_does_not() -> Result<
     Ok(())
 }
 
-fn wait_for_route(lab: &Lab, prefix: &str) -> Result<Value> {
+fn wait_for_route(lab: &Lab, prefix: &str) -> Result<serde_json::Value> {
     Ok(wait_for(
         &format!("weft to learn {prefix} from BIRD"),
         DEADLINE,

@@ -188,6 +188,8 @@ fn establish_and_exchange(lab: &Lab, winner: &mut TcpStream) -> Result<()> {
         next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)),
         med: None,
         local_pref: None,
+        communities: Vec::new(),
+        large_communities: Vec::new(),
     };
     for update in advertisements(&["198.18.100.0/24".parse()?], &Arc::new(attributes), true) {
         send(winner, &Message::Update(update))?;

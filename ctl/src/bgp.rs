@@ -1,4 +1,5 @@
-//! `weftctl bgp peers|routes [--json]`: asks a running weft-bgpd over its control socket.
+//! `weftctl bgp peers|routes|neighbor ADDR [--json]`: asks a running weft-bgpd over its
+//! control socket.
 //!
 //! The daemon answers one command line with one line of JSON (weft-bgpd's `control` module).
 //! `--json` prints that array unchanged apart from indentation: `peers` objects carry at least
@@ -42,29 +43,36 @@ enum BgpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One session in detail: state, timers, negotiated capabilities, counters.
+    Neighbor {
+        /// The peer's address, as configured.
+        address: std::net::IpAddr,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(socket: &Path, args: BgpArgs) -> anyhow::Result<()> {
     let (command, json) = match args.command {
-        BgpCommand::Peers { json } => ("peers", json),
-        BgpCommand::Routes { json } => ("routes", json),
+        BgpCommand::Peers { json } => ("peers".to_owned(), json),
+        BgpCommand::Routes { json } => ("routes".to_owned(), json),
+        BgpCommand::Neighbor { address, json } => (format!("neighbor {address}"), json),
     };
-    let answer = tokio::time::timeout(DEADLINE, ask(socket, command))
+    let answer = tokio::time::timeout(DEADLINE, ask(socket, &command))
         .await
         .with_context(|| format!("weft-bgpd at {} did not answer in time", socket.display()))??;
-    let Value::Array(items) = answer else {
-        let error = answer
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unexpected answer");
+    if let Some(error) = answer.get("error").and_then(Value::as_str) {
         bail!("weft-bgpd: {error}");
-    };
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&items)?);
-    } else if command == "peers" {
-        print_peers(&items);
-    } else {
-        print_routes(&items);
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    match (&answer, command.as_str()) {
+        (Value::Array(items), "peers") => print_peers(items),
+        (Value::Array(items), "routes") => print_routes(items),
+        (Value::Object(_), _) => print_neighbor(&answer),
+        _ => bail!("weft-bgpd: unexpected answer to `{command}`"),
     }
     Ok(())
 }
@@ -128,5 +136,38 @@ fn print_routes(routes: &[Value]) {
             text(route, "next_hop"),
             text(route, "from"),
         );
+    }
+}
+
+/// `weftctl bgp neighbor ADDR` for people: one `key: value` line per field, nested ones indented.
+fn print_neighbor(neighbor: &Value) {
+    fn print(value: &Value, indent: usize) {
+        let Value::Object(fields) = value else { return };
+        for (key, value) in fields {
+            match value {
+                Value::Object(_) => {
+                    println!("{:indent$}{key}:", "");
+                    print(value, indent + 2);
+                }
+                Value::Array(items) => {
+                    let items: Vec<String> = items
+                        .iter()
+                        .map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_owned))
+                        .collect();
+                    println!("{:indent$}{key}: {}", "", items.join(", "));
+                }
+                _ => println!("{:indent$}{key}: {}", "", scalar(value)),
+            }
+        }
+    }
+    print(neighbor, 0);
+}
+
+/// A scalar as the tables print it: strings without quotes, null as `-`.
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
     }
 }

@@ -17,6 +17,9 @@
 //! Because every step works on the whole set and the last one is a total order on peers (one
 //! path per peer per prefix), the result does not depend on the order in which paths arrived.
 //!
+//! ECMP ([`multipath`]): the paths that survive steps 0 to 5 together with the best one and
+//! carry the same AS_PATH are installed together, up to a configured maximum.
+//!
 //! Must never: look at the FIB, the clock, or anything outside the paths it is given.
 
 use std::collections::HashMap;
@@ -25,6 +28,40 @@ use crate::route::{Path, PathSource};
 
 /// The index of the best of `paths`, or `None` if there are none.
 pub fn best_path(paths: &[Path]) -> Option<usize> {
+    let mut candidates = equal_up_to_tie_break(paths);
+    keep_min_by_key(&mut candidates, |i| tie_break(&paths[i]));
+    candidates.first().copied()
+}
+
+/// The paths to install together with the best one (ECMP), best first, at most `max_paths`:
+/// those that survive steps 0 to 5 with it (equal up to the router id tie-break) and carry the
+/// same AS_PATH, as FRR's `maximum-paths` requires by default (without `as-path
+/// multipath-relax`). Paths originated here are never multipath. Empty if `paths` is.
+pub fn multipath(paths: &[Path], max_paths: usize) -> Vec<usize> {
+    let mut candidates = equal_up_to_tie_break(paths);
+    candidates.sort_by_key(|&i| tie_break(&paths[i]));
+    let Some(&best) = candidates.first() else {
+        return Vec::new();
+    };
+    if paths[best].source == PathSource::Local {
+        return vec![best];
+    }
+    let as_path = &paths[best].attributes.as_path;
+    candidates.retain(|&i| &paths[i].attributes.as_path == as_path);
+    candidates.truncate(max_paths.max(1));
+    candidates
+}
+
+/// §9.1.2.2 (f) and (g): lowest BGP Identifier, then lowest peer address.
+fn tie_break(path: &Path) -> (u32, Option<std::net::IpAddr>) {
+    match path.source {
+        PathSource::Peer(peer) => (u32::from(peer.router_id), Some(peer.address)),
+        PathSource::Local => (0, None),
+    }
+}
+
+/// Steps 0 to 5: the candidates the router id would decide between.
+fn equal_up_to_tie_break(paths: &[Path]) -> Vec<usize> {
     let mut candidates: Vec<usize> = (0..paths.len()).collect();
     keep_min_by_key(&mut candidates, |i| u8::from(paths[i].source != PathSource::Local));
     keep_min_by_key(&mut candidates, |i| std::cmp::Reverse(paths[i].local_pref()));
@@ -35,11 +72,7 @@ pub fn best_path(paths: &[Path]) -> Option<usize> {
         PathSource::Peer(peer) => u8::from(peer.internal),
         PathSource::Local => 0,
     });
-    keep_min_by_key(&mut candidates, |i| match paths[i].source {
-        PathSource::Peer(peer) => (u32::from(peer.router_id), Some(peer.address)),
-        PathSource::Local => (0, None),
-    });
-    candidates.first().copied()
+    candidates
 }
 
 fn keep_min_by_key<K: Ord>(candidates: &mut Vec<usize>, key: impl Fn(usize) -> K) {
@@ -88,6 +121,8 @@ mod tests {
                 next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)),
                 med,
                 local_pref,
+                communities: Vec::new(),
+                large_communities: Vec::new(),
             }),
         }
     }
@@ -111,12 +146,14 @@ mod tests {
     }
 
     #[test]
-    fn local_pref_from_ebgp_is_ignored() {
+    fn local_pref_set_by_import_policy_ranks_ebgp_paths() {
+        // A LOCAL_PREF an eBGP peer sent is dropped at import (export::import); one on an
+        // eBGP-learned path is our import policy's and beats the lower router id.
         let paths = [
-            path(peer(1, 65000, false), &[65000], None, Some(500)),
-            path(peer(2, 65002, false), &[65002], None, None),
+            path(peer(1, 65000, false), &[65000], None, None),
+            path(peer(2, 65002, false), &[65002], None, Some(500)),
         ];
-        assert_eq!(best_path(&paths), Some(0), "equal up to the router id");
+        assert_eq!(best_path(&paths), Some(1));
     }
 
     #[test]
@@ -148,6 +185,51 @@ mod tests {
             path(PathSource::Local, &[], None, None),
         ];
         assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn equal_paths_from_two_peers_of_one_as_are_multipath_best_first() {
+        let paths = [
+            path(peer(2, 65000, false), &[65000], None, None),
+            path(peer(1, 65000, false), &[65000], None, None),
+            path(peer(3, 65000, false), &[65000, 65100], None, None),
+        ];
+        assert_eq!(multipath(&paths, 8), [1, 0], "the longer AS_PATH is not equal");
+        assert_eq!(multipath(&paths, 1), [1], "max_paths 1: the best path alone");
+        assert_eq!(best_path(&paths), Some(1));
+    }
+
+    #[test]
+    fn paths_through_different_ases_are_not_multipath() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000], None, None),
+            path(peer(2, 65002, false), &[65002], None, None),
+        ];
+        assert_eq!(multipath(&paths, 8), [0]);
+    }
+
+    #[test]
+    fn a_lower_med_or_local_pref_keeps_a_path_out_of_multipath() {
+        let paths = [
+            path(peer(1, 65000, false), &[65000], Some(20), None),
+            path(peer(2, 65000, false), &[65000], Some(10), None),
+        ];
+        assert_eq!(multipath(&paths, 8), [1]);
+        let paths = [
+            path(peer(1, 65001, true), &[65000], None, Some(100)),
+            path(peer(2, 65001, true), &[65000], None, Some(200)),
+        ];
+        assert_eq!(multipath(&paths, 8), [1]);
+    }
+
+    #[test]
+    fn an_originated_path_is_never_multipath() {
+        let paths = [
+            path(PathSource::Local, &[], None, None),
+            path(peer(1, 65000, false), &[], None, None),
+        ];
+        assert_eq!(multipath(&paths, 8), [0]);
+        assert!(multipath(&[], 8).is_empty());
     }
 
     #[test]

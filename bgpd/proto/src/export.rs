@@ -1,9 +1,9 @@
 //! Import and export decisions for one peer: policy and the attributes a peer is sent
 //! (RFC 4271 §5.1, §9.1.3, §9.2; RFC 8212).
 //!
-//! Owns [`Policy`] (only `accept` and `reject` so far; named policies come later), its RFC 8212
-//! default (an eBGP session neither accepts nor sends anything without an explicit policy;
-//! iBGP defaults to accept), [`import_allowed`] (policy plus AS_PATH loop detection, §9.1.2) and
+//! Owns [`Policy`] (`accept`, `reject` or a [`NamedPolicy`]), its RFC 8212 default (an eBGP
+//! session neither accepts nor sends anything without an explicit policy; iBGP defaults to
+//! accept), [`import`] (AS_PATH loop detection, §9.1.2, then the policy) and
 //! [`export_attributes`]: which best path a peer may see and with what attributes —
 //! - never back to the peer it came from, never an iBGP-learned path to an iBGP peer (§9.2,
 //!   no route reflection yet);
@@ -17,15 +17,18 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::policy::NamedPolicy;
 use crate::route::{Path, PathAttributes, PathSource, PeerInfo, Prefix};
 
 /// An import or export policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
     /// Let every route through.
     Accept,
     /// Let nothing through.
     Reject,
+    /// A named policy of the configuration ([`crate::policy`]).
+    Named(Arc<NamedPolicy>),
 }
 
 impl Policy {
@@ -36,7 +39,7 @@ impl Policy {
 }
 
 /// One session as export sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSession {
     /// Our AS.
     pub local_asn: u32,
@@ -50,15 +53,53 @@ pub struct ExportSession {
     pub policy: Policy,
 }
 
-/// Whether a route from `peer` may enter the Loc-RIB: the import policy allows it and our AS
-/// is not in its AS_PATH (loop detection, RFC 4271 §9.1.2).
-pub fn import_allowed(policy: Policy, local_asn: u32, attributes: &PathAttributes) -> bool {
-    policy == Policy::Accept && !attributes.as_path.contains(local_asn)
+/// The attributes with which a route from a peer enters the Loc-RIB, or `None` if it may not:
+/// our AS is in its AS_PATH (loop detection, RFC 4271 §9.1.2) or the import policy rejects it.
+/// From an eBGP peer a LOCAL_PREF is dropped first (§5.1.5), so that only our policy sets one.
+pub fn import(
+    policy: &Policy,
+    local_asn: u32,
+    external: bool,
+    prefix: &Prefix,
+    attributes: &Arc<PathAttributes>,
+) -> Option<Arc<PathAttributes>> {
+    if attributes.as_path.contains(local_asn) {
+        return None;
+    }
+    let received = if external && attributes.local_pref.is_some() {
+        Arc::new(PathAttributes {
+            local_pref: None,
+            ..(**attributes).clone()
+        })
+    } else {
+        attributes.clone()
+    };
+    match policy {
+        Policy::Accept => Some(received),
+        Policy::Reject => None,
+        Policy::Named(named) => named.apply(prefix, &received, local_asn).map(Arc::new),
+    }
 }
 
 /// The attributes to advertise `best` (the best path to `prefix`) with on `session`, or `None`
 /// if the peer must not see it (it is then withdrawn if it was sent).
 pub fn export_attributes(prefix: &Prefix, best: &Path, session: &ExportSession) -> Option<Arc<PathAttributes>> {
+    let sent = default_export(prefix, best, session)?;
+    match &session.policy {
+        Policy::Accept => Some(sent),
+        Policy::Reject => None,
+        Policy::Named(named) => {
+            let mut sent = named.apply(prefix, &sent, session.local_asn)?;
+            if !session.peer.internal {
+                sent.local_pref = None; // never to another AS (§5.1.5), whatever the policy set
+            }
+            Some(Arc::new(sent))
+        }
+    }
+}
+
+/// What the peer is sent before export policy.
+fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Option<Arc<PathAttributes>> {
     if session.policy == Policy::Reject {
         return None;
     }
@@ -83,6 +124,8 @@ pub fn export_attributes(prefix: &Prefix, best: &Path, session: &ExportSession) 
             next_hop,
             med: attributes.med,
             local_pref: Some(best.local_pref()),
+            communities: attributes.communities.clone(),
+            large_communities: attributes.large_communities.clone(),
         }));
     }
     let med = match best.source {
@@ -96,6 +139,8 @@ pub fn export_attributes(prefix: &Prefix, best: &Path, session: &ExportSession) 
         next_hop: self_next_hop?,
         med,
         local_pref: None,
+        communities: attributes.communities.clone(),
+        large_communities: attributes.large_communities.clone(),
     }))
 }
 
@@ -132,6 +177,8 @@ mod tests {
                 next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 med: None,
                 local_pref: None,
+                communities: Vec::new(),
+                large_communities: Vec::new(),
             }),
         }
     }
@@ -183,8 +230,36 @@ mod tests {
     fn routes_with_our_as_in_the_path_are_not_imported() {
         let mut attributes = (*local_path().attributes).clone();
         attributes.as_path = AsPath::default().prepend(65001).prepend(65000);
-        assert!(!import_allowed(Policy::Accept, 65001, &attributes));
-        assert!(import_allowed(Policy::Accept, 65002, &attributes));
-        assert!(!import_allowed(Policy::Reject, 65002, &attributes));
+        let attributes = Arc::new(attributes);
+        let p = prefix("198.18.2.0/24");
+        assert!(import(&Policy::Accept, 65001, true, &p, &attributes).is_none());
+        assert!(import(&Policy::Accept, 65002, true, &p, &attributes).is_some());
+        assert!(import(&Policy::Reject, 65002, true, &p, &attributes).is_none());
+    }
+
+    #[test]
+    fn local_pref_from_ebgp_is_dropped_at_import_and_a_policy_may_set_one() {
+        use crate::policy::{Actions, Statement, Verdict};
+        let mut attributes = (*local_path().attributes).clone();
+        attributes.local_pref = Some(500);
+        let attributes = Arc::new(attributes);
+        let p = prefix("198.18.2.0/24");
+        let ebgp = import(&Policy::Accept, 65001, true, &p, &attributes).expect("accepted");
+        assert_eq!(ebgp.local_pref, None);
+        let ibgp = import(&Policy::Accept, 65001, false, &p, &attributes).expect("accepted");
+        assert_eq!(ibgp.local_pref, Some(500));
+        let prefer = Policy::Named(Arc::new(NamedPolicy {
+            name: "prefer".to_owned(),
+            statements: vec![Statement {
+                actions: Actions {
+                    local_pref: Some(200),
+                    ..Actions::default()
+                },
+                verdict: Some(Verdict::Accept),
+                ..Statement::default()
+            }],
+        }));
+        let set = import(&prefer, 65001, true, &p, &attributes).expect("accepted");
+        assert_eq!(set.local_pref, Some(200));
     }
 }

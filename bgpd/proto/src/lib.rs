@@ -1,7 +1,7 @@
 //! weft's BGP-4 protocol core.
 //!
 //! Owns the wire codec, the RFC 4271 §8 session state machine, capability negotiation, the RIBs,
-//! best-path selection and import/export policy (only accept/reject so far). Pure by
+//! best-path selection and import/export policy. Pure by
 //! construction: this crate depends on no async runtime and reads no clock; the driver in
 //! `weft-bgpd` passes bytes, events and the current [`std::time::Instant`] in and carries
 //! [`fsm::Action`]s and RIB changes out.
@@ -19,6 +19,8 @@
 //! | [`update`] | UPDATE messages ⇄ routes, End-of-RIB | 4271 §4.3; 4760; 4724 §2 |
 //! | [`rib`] | Adj-RIB-In, Loc-RIB, Adj-RIB-Out | 4271 §3.2, §9 |
 //! | [`best_path`] | the Decision Process | 4271 §9.1.2 |
+//! | [`graceful_restart`] | which stale routes a restarting peer keeps, and when they go | 4724 §4; 8538 |
+//! | [`policy`] | named policies: prefix lists with ge/le, communities, AS_PATH; set and prepend | 1997; 8092 |
 //! | [`export`] | import/export policy (accept, reject), attributes sent to a peer | 4271 §5.1, §9.2; 8212 |
 
 pub mod best_path;
@@ -28,7 +30,9 @@ pub mod error_handling;
 pub mod export;
 pub mod framing;
 pub mod fsm;
+pub mod graceful_restart;
 pub mod notification;
+pub mod policy;
 pub mod rib;
 pub mod route;
 pub mod timers;

@@ -71,6 +71,14 @@ impl Destination {
         self.best.and_then(|i| self.paths.get(i))
     }
 
+    /// The paths to install together (ECMP, [`crate::best_path::multipath`]), best first.
+    pub fn multipath(&self, max_paths: usize) -> Vec<&Path> {
+        crate::best_path::multipath(&self.paths, max_paths)
+            .into_iter()
+            .filter_map(|i| self.paths.get(i))
+            .collect()
+    }
+
     /// Reselects after a change; `before` is the best path before it.
     fn reselect(&mut self, before: Option<Path>) -> bool {
         self.best = best_path(&self.paths);
@@ -111,6 +119,20 @@ impl LocRib {
             self.destinations.remove(prefix);
         }
         changed
+    }
+
+    /// The paths to `prefix` to install together (ECMP), best first; empty if none.
+    pub fn multipath(&self, prefix: &Prefix, max_paths: usize) -> Vec<&Path> {
+        self.destinations
+            .get(prefix)
+            .map_or_else(Vec::new, |destination| destination.multipath(max_paths))
+    }
+
+    /// Whether `source` has a path to `prefix`.
+    pub fn contains(&self, prefix: &Prefix, source: &PathSource) -> bool {
+        self.destinations
+            .get(prefix)
+            .is_some_and(|destination| destination.paths.iter().any(|p| &p.source == source))
     }
 
     /// The best path to `prefix`.
@@ -195,6 +217,8 @@ mod tests {
             next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, next_hop)),
             med: None,
             local_pref: None,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
         })
     }
 

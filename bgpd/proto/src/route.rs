@@ -2,7 +2,7 @@
 //! came from (RFC 4271 §3.1, §5).
 //!
 //! Owns [`PathAttributes`] (the attributes weft decides on: ORIGIN, AS_PATH, NEXT_HOP,
-//! MULTI_EXIT_DISC, LOCAL_PREF), [`PathSource`] (originated here, or learned from a peer) and
+//! MULTI_EXIT_DISC, LOCAL_PREF, COMMUNITIES, LARGE_COMMUNITY), [`PathSource`] (originated here, or learned from a peer) and
 //! [`Path`]. Attributes are shared behind an [`Arc`]: one UPDATE's attributes are decoded once
 //! and every prefix it carries points at them.
 //!
@@ -132,6 +132,10 @@ pub struct PathAttributes {
     pub med: Option<u32>,
     /// LOCAL_PREF, if present (iBGP only; ignored from eBGP peers, §5.1.5).
     pub local_pref: Option<u32>,
+    /// COMMUNITIES (RFC 1997), each `ASN << 16 | value`, in the order received.
+    pub communities: Vec<u32>,
+    /// LARGE_COMMUNITY (RFC 8092): global administrator, local data 1, local data 2.
+    pub large_communities: Vec<[u32; 3]>,
 }
 
 /// Where a path came from.
@@ -176,13 +180,11 @@ pub struct Path {
 }
 
 impl Path {
-    /// The degree of preference of §9.1.1: LOCAL_PREF for iBGP-learned paths, 100 otherwise
-    /// (LOCAL_PREF from an eBGP peer is ignored, §5.1.5).
+    /// The degree of preference of §9.1.1: LOCAL_PREF, 100 when absent. A LOCAL_PREF an eBGP
+    /// peer sent is dropped at import (§5.1.5, [`crate::export::import`]), so one on an
+    /// eBGP-learned path was set by our import policy.
     pub fn local_pref(&self) -> u32 {
-        match self.source {
-            PathSource::Peer(peer) if peer.internal => self.attributes.local_pref.unwrap_or(DEFAULT_LOCAL_PREF),
-            _ => DEFAULT_LOCAL_PREF,
-        }
+        self.attributes.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
     }
 }
 

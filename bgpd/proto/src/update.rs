@@ -18,10 +18,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use netgauze_bgp_pkt::community::{Community, LargeCommunity};
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
-    As2PathSegment, As4PathSegment, AsPath as WireAsPath, AsPathSegmentType, LocalPreference, MpReach, MpUnreach,
-    MultiExitDiscriminator, NextHop, Origin as WireOrigin, PathAttribute, PathAttributeValue,
+    As2PathSegment, As4PathSegment, AsPath as WireAsPath, AsPathSegmentType, Communities, LargeCommunities,
+    LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin as WireOrigin, PathAttribute,
+    PathAttributeValue,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
@@ -58,6 +60,8 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
     let mut next_hop_v4 = None;
     let mut med = None;
     let mut local_pref = None;
+    let mut communities = Vec::new();
+    let mut large_communities = Vec::new();
     let mut mp_v4: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut mp_v6: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut routes = ReceivedRoutes {
@@ -81,6 +85,16 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
             PathAttributeValue::NextHop(next_hop) => next_hop_v4 = Some(IpAddr::V4(next_hop.next_hop())),
             PathAttributeValue::MultiExitDiscriminator(value) => med = Some(value.metric()),
             PathAttributeValue::LocalPreference(value) => local_pref = Some(value.metric()),
+            PathAttributeValue::Communities(value) => {
+                communities = value.communities().iter().map(|c| c.value()).collect();
+            }
+            PathAttributeValue::LargeCommunities(value) => {
+                large_communities = value
+                    .communities()
+                    .iter()
+                    .map(|c| [c.global_admin(), c.local_data1(), c.local_data2()])
+                    .collect();
+            }
             PathAttributeValue::MpReach(MpReach::Ipv4Unicast { next_hop, nlri, .. }) => {
                 let prefixes = nlri.iter().map(|a| IpNet::V4(a.network().address())).collect();
                 mp_v4 = Some((*next_hop, prefixes));
@@ -119,6 +133,8 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     next_hop,
                     med,
                     local_pref,
+                    communities: communities.clone(),
+                    large_communities: large_communities.clone(),
                 });
                 routes
                     .advertised
@@ -209,6 +225,26 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
             false,
             true,
             PathAttributeValue::LocalPreference(LocalPreference::new(local_pref)),
+        ));
+    }
+    if !attributes.communities.is_empty() {
+        let communities: Vec<Community> = attributes.communities.iter().map(|&c| Community::new(c)).collect();
+        list.push(attribute(
+            true,
+            true,
+            PathAttributeValue::Communities(Communities::new(communities)),
+        ));
+    }
+    if !attributes.large_communities.is_empty() {
+        let communities: Vec<LargeCommunity> = attributes
+            .large_communities
+            .iter()
+            .map(|&[global, one, two]| LargeCommunity::new(global, one, two))
+            .collect();
+        list.push(attribute(
+            true,
+            true,
+            PathAttributeValue::LargeCommunities(LargeCommunities::new(communities)),
         ));
     }
     list.into_iter().flatten().collect()
@@ -311,6 +347,27 @@ pub fn end_of_rib(family: AddressType) -> Option<BgpUpdateMessage> {
     }
 }
 
+/// The family whose End-of-RIB marker `update` is (RFC 4724 §2): an UPDATE with nothing in it
+/// for IPv4 unicast, one with only an empty MP_UNREACH_NLRI for other families.
+pub fn end_of_rib_family(update: &BgpUpdateMessage) -> Option<AddressType> {
+    if !update.withdraw_routes().is_empty() || !update.nlri().is_empty() {
+        return None;
+    }
+    match update.path_attributes() {
+        [] => Some(AddressType::Ipv4Unicast),
+        [only] => match only.value() {
+            PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast { nlri }) if nlri.is_empty() => {
+                Some(AddressType::Ipv4Unicast)
+            }
+            PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast { nlri }) if nlri.is_empty() => {
+                Some(AddressType::Ipv6Unicast)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The family of a prefix.
 pub fn family_of(prefix: &Prefix) -> AddressType {
     match prefix {
@@ -348,6 +405,9 @@ mod tests {
             next_hop: next_hop.parse().expect("address"),
             med: Some(7),
             local_pref: None,
+            // 65000:100 and 4200000002:1:2 (RFC 1997, RFC 8092).
+            communities: vec![65000 << 16 | 100],
+            large_communities: vec![[4_200_000_002, 1, 2]],
         }
     }
 
@@ -407,6 +467,10 @@ mod tests {
 
     #[test]
     fn end_of_rib_reads_as_an_empty_update() {
+        for family in [AddressType::Ipv4Unicast, AddressType::Ipv6Unicast] {
+            let marker = end_of_rib(family).expect("carried family");
+            assert_eq!(end_of_rib_family(&marker), Some(family));
+        }
         for family in [AddressType::Ipv4Unicast, AddressType::Ipv6Unicast] {
             let marker = end_of_rib(family).expect("carried family");
             assert!(round_trip(marker).is_empty());

@@ -54,6 +54,8 @@ fn paths() -> impl Strategy<Value = Vec<Path>> {
                         next_hop: IpAddr::V4(Ipv4Addr::new(198, 19, 0, index + 1)),
                         med,
                         local_pref,
+                        communities: Vec::new(),
+                        large_communities: Vec::new(),
                     }),
                 }
             })

@@ -213,6 +213,11 @@ impl Session {
         self.state
     }
 
+    /// What it was made with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
     /// ConnectRetryCounter (§8.1.1): consecutive failed attempts, for the driver's back-off.
     pub fn connect_retry_counter(&self) -> u32 {
         self.connect_retry_counter
