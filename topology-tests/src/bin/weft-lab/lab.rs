@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -60,26 +62,29 @@ impl Lab {
             println!("lab {}: tearing down a partial or stale run first", self.name());
             self.teardown(previous);
         }
-        let mut state = State {
+        let state = State {
             lab: self.name().to_owned(),
             ..State::default()
         };
         state.save()?;
-        match self.build(&mut state) {
+        let recorder = Recorder::new(state);
+        match self.build(&recorder) {
             Ok(()) => Ok(()),
             Err(error) => {
                 eprintln!(
                     "weft-lab: bringing up {} failed; tearing down what was made",
                     self.name()
                 );
-                self.teardown(state);
+                self.teardown(recorder.into_state());
                 Err(error)
             }
         }
     }
 
-    fn build(&self, state: &mut State) -> Result<()> {
-        for (node, role) in &self.roles {
+    /// Nodes are independent of each other within a phase, so each phase runs on a few threads:
+    /// namespaces, then links, then programs, then `exec`, then cluster files and pods.
+    fn build(&self, state: &Recorder) -> Result<()> {
+        parallel(&self.roles, |(node, role)| {
             let netns = self.netns(node);
             add_netns(state, &netns).with_context(|| format!("node {node}"))?;
             std::fs::create_dir_all(self.node_dir(node))?;
@@ -95,19 +100,22 @@ impl Lab {
                 )
                 .with_context(|| format!("node {node}: enabling forwarding"))?;
             }
-        }
-        for link in &self.topology.links {
-            self.make_link(link).with_context(|| link.to_string())?;
-        }
-        for (node, role) in &self.roles {
-            self.start(state, node, role).with_context(|| format!("node {node}"))?;
-        }
-        for (node, spec) in &self.topology.nodes {
+            Ok(())
+        })?;
+        parallel(&self.topology.links, |link| {
+            self.make_link(link).with_context(|| link.to_string())
+        })?;
+        parallel(&self.roles, |(node, role)| {
+            self.start(state, node, role).with_context(|| format!("node {node}"))
+        })?;
+        let execs: Vec<(&String, &crate::topology::Node)> = self.topology.nodes.iter().collect();
+        parallel(&execs, |(node, spec)| {
             for command in &spec.exec {
                 in_netns(&self.netns(node), &["sh", "-c", command])
                     .with_context(|| format!("node {node}: exec {command:?}"))?;
             }
-        }
+            Ok(())
+        })?;
         let mut applied = BTreeSet::new();
         for (node, role) in &self.roles {
             if let Role::Weft(weft) = role
@@ -118,15 +126,15 @@ impl Lab {
                     .with_context(|| format!("node {node}: applying {}", cluster.display()))?;
             }
         }
-        for (node, role) in &self.roles {
+        parallel(&self.roles, |(node, role)| {
             if let Role::Weft(weft) = role {
                 for index in 1..=weft.pods {
                     self.add_pod(state, node, index, weft.ipv6)
                         .with_context(|| format!("node {node}: pod {index}"))?;
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn make_link(&self, link: &crate::topology::Link) -> Result<()> {
@@ -180,7 +188,7 @@ impl Lab {
         Ok(())
     }
 
-    fn start(&self, state: &mut State, node: &str, role: &Role) -> Result<()> {
+    fn start(&self, state: &Recorder, node: &str, role: &Role) -> Result<()> {
         let netns = self.netns(node);
         let dir = self.node_dir(node);
         match role {
@@ -220,12 +228,11 @@ impl Lab {
                     )
                     .with_context(|| format!("starting FRR's {daemon}"))?;
                     let pid = read_pid(&pid_file, daemon)?;
-                    state.processes.push(Started {
+                    state.process(Started {
                         node: node.to_owned(),
                         program: daemon.to_owned(),
                         pid,
-                    });
-                    state.save()?;
+                    })?;
                     if daemon == "zebra" {
                         self.wait_for_zebra(node, &f)?;
                     }
@@ -247,12 +254,11 @@ impl Lab {
                 )
                 .context("starting BIRD")?;
                 let pid = read_pid(&pid_file, "bird")?;
-                state.processes.push(Started {
+                state.process(Started {
                     node: node.to_owned(),
                     program: "bird".to_owned(),
                     pid,
-                });
-                state.save()?;
+                })?;
             }
             Role::Weft(weft) => self.start_weft(state, node, weft)?,
         }
@@ -295,7 +301,7 @@ impl Lab {
         })
     }
 
-    fn start_weft(&self, state: &mut State, node: &str, weft: &WeftNode) -> Result<()> {
+    fn start_weft(&self, state: &Recorder, node: &str, weft: &WeftNode) -> Result<()> {
         let dir = self.node_dir(node);
         // The node's own copy of its config, with the control socket in its state directory
         // (every node's container would have /run/weft/bgpd.sock; here they share one /run).
@@ -317,12 +323,11 @@ impl Lab {
             &[&bgpd.display().to_string(), "--config", &copy.display().to_string()],
             &dir.join("bgpd.log"),
         )?;
-        state.processes.push(Started {
+        state.process(Started {
             node: node.to_owned(),
             program: "weft-bgpd".to_owned(),
             pid,
-        });
-        state.save()?;
+        })?;
         // Until `ip netns exec` has exec'd, the pid runs `ip`.
         let alive = || state::runs(pid, "weft-bgpd") || state::runs(pid, "ip");
         shell::wait("weft-bgpd's control socket", Duration::from_secs(15), || {
@@ -335,7 +340,7 @@ impl Lab {
         Ok(())
     }
 
-    fn add_pod(&self, state: &mut State, node: &str, index: u32, ipv6: bool) -> Result<()> {
+    fn add_pod(&self, state: &Recorder, node: &str, index: u32, ipv6: bool) -> Result<()> {
         let name = format!("{node}-pod{index}");
         let netns = format!("{}-pod{index}", self.netns(node));
         add_netns(state, &netns)?;
@@ -381,13 +386,12 @@ impl Lab {
                     .collect()
             })
             .unwrap_or_default();
-        state.pods.push(Pod {
+        state.pod(Pod {
             node: node.to_owned(),
             name,
             netns,
             addresses,
-        });
-        state.save()
+        })
     }
 
     /// Stops a node's programs and starts them again, its links, addresses and pods left as
@@ -419,7 +423,7 @@ impl Lab {
             }
         }
         state.save()?;
-        self.start(&mut state, node, role)
+        self.start(&Recorder::new(state), node, role)
             .with_context(|| format!("node {node}: restarting"))
     }
 
@@ -582,12 +586,11 @@ impl Lab {
     }
 }
 
-fn add_netns(state: &mut State, netns: &str) -> Result<()> {
+fn add_netns(state: &Recorder, netns: &str) -> Result<()> {
     if Path::new("/run/netns").join(netns).exists() {
         bail!("namespace {netns} already exists (another lab of the same name?); `weft-lab down` it first");
     }
-    state.namespaces.push(netns.to_owned());
-    state.save()?;
+    state.namespace(netns)?;
     shell::run(&["ip", "netns", "add", netns], &[], None, shell::TIMEOUT)?;
     shell::run(
         &["ip", "-n", netns, "link", "set", "lo", "up"],
@@ -596,6 +599,71 @@ fn add_netns(state: &mut State, netns: &str) -> Result<()> {
         shell::TIMEOUT,
     )?;
     Ok(())
+}
+
+/// The lab's state shared by the threads of one phase; every record is saved at once, so a
+/// crash of weft-lab leaves a state `down` can clean up from.
+struct Recorder(Mutex<State>);
+
+impl Recorder {
+    fn new(state: State) -> Self {
+        Self(Mutex::new(state))
+    }
+
+    fn into_state(self) -> State {
+        self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, change: impl FnOnce(&mut State)) -> Result<()> {
+        let mut state = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut state);
+        state.save()
+    }
+
+    fn namespace(&self, netns: &str) -> Result<()> {
+        self.record(|state| state.namespaces.push(netns.to_owned()))
+    }
+
+    fn process(&self, started: Started) -> Result<()> {
+        self.record(|state| state.processes.push(started))
+    }
+
+    fn pod(&self, pod: Pod) -> Result<()> {
+        self.record(|state| state.pods.push(pod))
+    }
+}
+
+/// Threads a phase runs on: enough to overlap the many short `ip` commands, few enough for a
+/// small machine.
+const WORKERS: usize = 8;
+
+/// Runs `work` on every item on up to [`WORKERS`] threads; the first error is returned after
+/// every started item has finished.
+fn parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { return };
+                    if let Err(error) = work(item) {
+                        let mut failed = failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        failed.get_or_insert(error);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 fn read_pid(path: &Path, program: &str) -> Result<u32> {
