@@ -7,6 +7,7 @@ mod apply;
 mod bgp;
 mod get;
 mod ipam;
+mod policy;
 mod status;
 
 use std::process::ExitCode;
@@ -53,16 +54,9 @@ enum Command {
     /// Pools, blocks and allocations; consistency checks, release and GC.
     #[command(subcommand)]
     Ipam(ipam::IpamCommand),
-    /// Policies in force on an endpoint (not implemented yet).
-    Policy {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-}
-
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("weftctl {what}: not implemented yet (an open issue)");
-    ExitCode::from(2)
+    /// Policies in force on endpoints, rule hit counters, invalid policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -82,7 +76,7 @@ async fn main() -> ExitCode {
         Command::Delete(args) => apply::delete(&cli.store, args).await,
         Command::Bgp(args) => bgp::run(&cli.socket, args).await,
         Command::Ipam(command) => ipam::run(&cli.store, command).await,
-        Command::Policy { .. } => return not_implemented("policy"),
+        Command::Policy(command) => policy::run(&cli.store, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,245 @@
+//! The objects felix reads from the datastore, kept by key, and their translation into the
+//! calculation's [`Inputs`]: a WorkloadEndpoint joined with its Pod (labels, named container
+//! ports), Namespace labels (with the `kubernetes.io/metadata.name` label the API server adds),
+//! NetworkPolicies and pools.
+//!
+//! Pure: the daemon fills the cache from list and watch.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde_json::Value;
+use weft_api::resources::{IPPool, WorkloadEndpoint};
+use weft_api::store::Kind;
+
+use crate::calc::{Endpoint, Inputs, NamedPort, Pool};
+use crate::policy::Protocol;
+
+/// The kinds felix watches.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::of::<WorkloadEndpoint>(),
+        Kind::of::<Pod>(),
+        Kind::of::<Namespace>(),
+        Kind::of::<NetworkPolicy>(),
+        Kind::of::<IPPool>(),
+    ]
+}
+
+/// Objects by kind name and `namespace/name`.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// An object that did not decode: reported, left out.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {name} does not decode: {reason}")]
+pub struct DecodeError {
+    pub kind: String,
+    pub name: String,
+    pub reason: String,
+}
+
+fn key_of(value: &Value) -> String {
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    format!("{namespace}/{name}")
+}
+
+impl Cache {
+    pub fn replace_kind(&mut self, kind: &Kind, values: impl IntoIterator<Item = Value>) {
+        let objects = values.into_iter().map(|v| (key_of(&v), v)).collect();
+        self.objects.insert(kind.kind.clone(), objects);
+    }
+
+    pub fn upsert(&mut self, kind: &Kind, value: Value) {
+        self.objects
+            .entry(kind.kind.clone())
+            .or_default()
+            .insert(key_of(&value), value);
+    }
+
+    pub fn remove(&mut self, kind: &Kind, value: &Value) {
+        if let Some(objects) = self.objects.get_mut(&kind.kind) {
+            objects.remove(&key_of(value));
+        }
+    }
+
+    /// Every object felix reads, listed from `store` now.
+    pub async fn load(store: &dyn weft_api::store::Store) -> Result<Cache, weft_api::store::StoreError> {
+        let mut cache = Cache::default();
+        for kind in kinds() {
+            let list = store.list(&kind, None).await?;
+            cache.replace_kind(&kind, list.items.into_iter().map(|o| o.value));
+        }
+        Ok(cache)
+    }
+
+    fn decoded<T: serde::de::DeserializeOwned>(&self, kind: &str, errors: &mut Vec<DecodeError>) -> Vec<T> {
+        let mut out = Vec::new();
+        for (name, value) in self.objects.get(kind).into_iter().flatten() {
+            match serde_json::from_value(value.clone()) {
+                Ok(object) => out.push(object),
+                Err(error) => errors.push(DecodeError {
+                    kind: kind.to_owned(),
+                    name: name.clone(),
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        out
+    }
+
+    /// The calculation's inputs for `node`, and the objects left out.
+    pub fn inputs(&self, node: &str) -> (Inputs, Vec<DecodeError>) {
+        let mut errors = Vec::new();
+        let pods: BTreeMap<String, Pod> = self
+            .decoded::<Pod>("Pod", &mut errors)
+            .into_iter()
+            .map(|pod| {
+                let key = format!(
+                    "{}/{}",
+                    pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    pod.metadata.name.as_deref().unwrap_or("")
+                );
+                (key, pod)
+            })
+            .collect();
+        let mut namespaces = BTreeMap::new();
+        for namespace in self.decoded::<Namespace>("Namespace", &mut errors) {
+            let name = namespace.metadata.name.clone().unwrap_or_default();
+            let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
+            labels.insert("kubernetes.io/metadata.name".into(), name.clone());
+            namespaces.insert(name, labels);
+        }
+        let mut endpoints = Vec::new();
+        for endpoint in self.decoded::<WorkloadEndpoint>("WorkloadEndpoint", &mut errors) {
+            let namespace = endpoint.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let spec = endpoint.spec;
+            let pod = if spec.pod.is_empty() {
+                endpoint.metadata.name.clone().unwrap_or_default()
+            } else {
+                spec.pod.clone()
+            };
+            let pod_object = pods.get(&format!("{namespace}/{pod}"));
+            let labels = pod_object.and_then(|p| p.metadata.labels.clone()).unwrap_or_default();
+            let mut ports: Vec<NamedPort> = spec
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    Some(NamedPort {
+                        name: p.name.clone(),
+                        protocol: Protocol::parse(&p.protocol)?,
+                        port: p.port,
+                    })
+                })
+                .collect();
+            if let Some(pod_spec) = pod_object.and_then(|p| p.spec.as_ref()) {
+                for container in &pod_spec.containers {
+                    for port in container.ports.iter().flatten() {
+                        let (Some(name), Ok(number)) = (&port.name, u16::try_from(port.container_port)) else {
+                            continue;
+                        };
+                        let Some(protocol) = Protocol::parse(port.protocol.as_deref().unwrap_or("TCP")) else {
+                            continue;
+                        };
+                        ports.push(NamedPort {
+                            name: name.clone(),
+                            protocol,
+                            port: number,
+                        });
+                    }
+                }
+            }
+            ports.sort();
+            ports.dedup();
+            let addresses: Vec<IpAddr> = spec
+                .ip_networks
+                .iter()
+                .filter_map(|n| {
+                    n.parse::<IpNet>()
+                        .map(|n| n.addr())
+                        .or_else(|_| n.parse::<IpAddr>())
+                        .ok()
+                })
+                .collect();
+            endpoints.push(Endpoint {
+                namespace,
+                pod,
+                node: spec.node.clone(),
+                interface: spec.interface_name.clone(),
+                addresses,
+                labels,
+                ports,
+            });
+        }
+        let pools = self
+            .decoded::<IPPool>("IPPool", &mut errors)
+            .into_iter()
+            .filter_map(|pool| {
+                Some(Pool {
+                    cidr: pool.spec.cidr.parse::<IpNet>().ok()?.trunc(),
+                    nat_outgoing: pool.spec.nat_outgoing,
+                })
+            })
+            .collect();
+        let policies = self.decoded::<NetworkPolicy>("NetworkPolicy", &mut errors);
+        let inputs = Inputs {
+            node: node.to_owned(),
+            endpoints,
+            namespaces,
+            policies,
+            pools,
+        };
+        (inputs, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_endpoint_takes_labels_and_named_ports_from_its_pod() {
+        let kinds = kinds();
+        let mut cache = Cache::default();
+        cache.upsert(
+            &kinds[0],
+            json!({"apiVersion": "weft.io/v1", "kind": "WorkloadEndpoint",
+                   "metadata": {"namespace": "x", "name": "n1-a-eth0"},
+                   "spec": {"node": "n1", "pod": "a", "interfaceName": "wft0", "ipNetworks": ["198.18.0.1/32", "2001:db8::1/128"]}}),
+        );
+        cache.upsert(
+            &kinds[1],
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "x", "name": "a", "labels": {"pod": "a"}},
+                   "spec": {"containers": [{"name": "c", "ports": [{"name": "serve-80-udp", "containerPort": 80, "protocol": "UDP"}]}]}}),
+        );
+        cache.upsert(
+            &kinds[2],
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        );
+        let (inputs, errors) = cache.inputs("n1");
+        assert!(errors.is_empty(), "{errors:?}");
+        let endpoint = &inputs.endpoints[0];
+        assert_eq!(endpoint.labels["pod"], "a");
+        assert_eq!(endpoint.addresses.len(), 2);
+        assert_eq!(
+            endpoint.ports,
+            vec![NamedPort {
+                name: "serve-80-udp".into(),
+                protocol: Protocol::Udp,
+                port: 80
+            }]
+        );
+        assert_eq!(inputs.namespaces["x"]["kubernetes.io/metadata.name"], "x");
+    }
+}
