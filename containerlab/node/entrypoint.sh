@@ -1,7 +1,8 @@
 #!/bin/sh
 # A weft node under containerlab: waits for its links (containerlab adds them after start),
 # loads /etc/weft/cluster.yaml into the node's store, makes WEFT_PODS pods through weft-cni
-# (namespaces inside the container, as a runtime would) and runs weft-bgpd in the foreground.
+# (namespaces inside the container, as a runtime would), starts weft-felix and runs weft-bgpd in
+# the foreground.
 # Under containerlab each node has its own store: pools must not overlap between nodes
 # (one /26 per node, as in ../leaf-spine/cluster.yaml). weft-lab shares one store per lab.
 set -eu
@@ -20,4 +21,5 @@ while [ "$n" -le "$pods" ]; do
     CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=$node-pod$n" weft-cni >/dev/null
   n=$((n+1))
 done
+weft-felix --store "$store" --nodename "$node" &
 exec weft-bgpd --config /etc/weft/bgpd.yaml

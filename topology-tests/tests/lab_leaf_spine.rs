@@ -178,6 +178,33 @@ fn leaf_spine_fabric_carries_pod_traffic_end_to_end() {
     });
     assert_source_seen(&lab, sender, receiver, 0);
 
+    // A NetworkPolicy enforced across nodes by weft-felix: only node1's first pod may reach
+    // node3's second pod; node2's pod is refused there but still reaches node3's first pod.
+    let policy_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy_file.path(),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: only-node1-pod1, namespace: default }\n\
+         spec:\n  podSelector: { matchLabels: { pod: node3-pod2 } }\n  policyTypes: [Ingress]\n\
+         \x20 ingress:\n    - from: [ { podSelector: { matchLabels: { pod: node1-pod1 } } } ]\n",
+    )
+    .unwrap();
+    let policy_path = policy_file.path().display().to_string();
+    let out = lab.weft_lab(&["exec", "node3", "weftctl", "apply", "-f", &policy_path]);
+    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    let node3_pod1 = pod_address(&lab, "node3-pod1", 0);
+    wait_until(
+        "node2-pod1 is refused by node3-pod2's policy",
+        Duration::from_secs(20),
+        || !lab.ping("node2-pod1", &to),
+    );
+    assert!(lab.ping(sender, &to), "node1-pod1 is allowed to node3-pod2");
+    assert!(lab.ping("node2-pod1", &node3_pod1), "node3-pod1 is not selected: open");
+    let out = lab.weft_lab(&["exec", "node3", "weftctl", "delete", "-f", &policy_path]);
+    assert!(out.status.success(), "delete: {}", String::from_utf8_lossy(&out.stderr));
+    wait_until("node2-pod1 reaches node3-pod2 again", Duration::from_secs(20), || {
+        lab.ping("node2-pod1", &to)
+    });
+
     // leaf1 loses its uplink to spine1: traffic keeps flowing over spine2.
     lab.stdout("leaf1", &["ip", "link", "set", "eth1", "down"]);
     wait_until(

@@ -126,6 +126,7 @@ impl Lab {
                     .with_context(|| format!("node {node}: applying {}", cluster.display()))?;
             }
         }
+        self.apply_pod_objects()?;
         parallel(&self.roles, |(node, role)| {
             if let Role::Weft(weft) = role {
                 for index in 1..=weft.pods {
@@ -337,6 +338,74 @@ impl Lab {
             let log = std::fs::read_to_string(dir.join("bgpd.log")).unwrap_or_default();
             bail!("weft-bgpd exited: {}", log.trim());
         }
+        self.start_felix(state, node)
+    }
+
+    /// weft-felix on the lab's store: policy, endpoint routes and NAT for the node's pods.
+    /// Ready once it has programmed its table.
+    fn start_felix(&self, state: &Recorder, node: &str) -> Result<()> {
+        let dir = self.node_dir(node);
+        let felix = binary("weft-felix")?;
+        let store = self.store();
+        let netns = self.netns(node);
+        let pid = shell::spawn_daemon(
+            &netns,
+            &[&felix.display().to_string(), "--store", &store, "--nodename", node],
+            &dir.join("felix.log"),
+        )?;
+        state.process(Started {
+            node: node.to_owned(),
+            program: "weft-felix".to_owned(),
+            pid,
+        })?;
+        let alive = || state::runs(pid, "weft-felix") || state::runs(pid, "ip");
+        shell::wait("weft-felix's table inet weft", Duration::from_secs(20), || {
+            !alive() || in_netns(&netns, &["nft", "list", "table", "inet", "weft"]).is_ok()
+        })?;
+        if !state::runs(pid, "weft-felix") {
+            let log = std::fs::read_to_string(dir.join("felix.log")).unwrap_or_default();
+            bail!("weft-felix exited: {}", log.trim());
+        }
+        Ok(())
+    }
+
+    /// The Pod objects a kubelet's API server would hold before the runtime creates the
+    /// sandboxes (namespace `default`, labels `pod: <name>` and `weft.io/node: <node>`): what
+    /// NetworkPolicies select.
+    fn apply_pod_objects(&self) -> Result<()> {
+        let mut documents = vec![json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": { "name": "default", "labels": { "kubernetes.io/metadata.name": "default" } },
+        })];
+        for (node, role) in &self.roles {
+            if let Role::Weft(weft) = role {
+                for index in 1..=weft.pods {
+                    let name = format!("{node}-pod{index}");
+                    documents.push(json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {
+                            "name": name, "namespace": "default",
+                            "labels": { "pod": name, "weft.io/node": node },
+                        },
+                        "spec": { "nodeName": node, "containers": [{ "name": "main", "image": "busybox" }] },
+                    }));
+                }
+            }
+        }
+        if documents.len() == 1 {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for document in documents {
+            text.push_str("---\n");
+            // JSON is YAML.
+            text.push_str(&serde_json::to_string(&document)?);
+            text.push('\n');
+        }
+        let file = state::dir(self.name()).join("pods.yaml");
+        std::fs::write(&file, text)?;
+        self.weftctl(&["apply", "-f", &file.display().to_string()])
+            .context("storing the lab's Pod objects")?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! |--------------------------------|----------------------------------------|-------------------------------|
 //! | `…frr…` (`quay.io/frrouting/frr`) | Debian's FRR: zebra + bgpd          | `/etc/frr/frr.conf`           |
 //! | `…bird…`                       | Debian's BIRD 2                        | `/etc/bird/bird.conf` (or `/etc/bird.conf`) |
-//! | `…weft-node…`                  | weft-bgpd (+ weft-felix once it exists) and pods made through weft-cni | `/etc/weft/bgpd.yaml`, optional `/etc/weft/cluster.yaml` |
+//! | `…weft-node…`                  | weft-bgpd and weft-felix on the lab's store, pods made through weft-cni | `/etc/weft/bgpd.yaml`, optional `/etc/weft/cluster.yaml` |
 //! | anything else                  | nothing: a namespace with its links and `exec` commands | — |
 //!
 //! A weft node's pods are declared with `env: { WEFT_PODS: N }` (what the node image's
