@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "== building weft (release)"
-cargo build --release --quiet -p weft-bgpd -p weft-cni -p weftctl -p weft-topology-tests --bins
+cargo build --release --quiet -p weft-bgpd -p weft-felix -p weft-cni -p weftctl -p weft-topology-tests --bins
 lab="target/release/weft-lab"
 topology="containerlab/leaf-spine/leaf-spine.clab.yml"
 

@@ -296,7 +296,7 @@ fn write_topology(dir: &Path, name: &str, fabric: Fabric, daemon: NodeDaemon) ->
                 std::fs::write(dir.join(format!("node{n}.yaml")), conf).unwrap();
                 writeln!(
                     nodes,
-                    "    node{n}: {{ kind: linux, image: weft-node, binds: [\"node{n}.yaml:/etc/weft/bgpd.yaml\"] }}"
+                    "    node{n}: {{ kind: linux, image: weft-node, env: {{ WEFT_FELIX: \"false\" }}, binds: [\"node{n}.yaml:/etc/weft/bgpd.yaml\"] }}"
                 )
                 .unwrap();
             }

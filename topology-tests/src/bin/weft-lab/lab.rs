@@ -338,7 +338,10 @@ impl Lab {
             let log = std::fs::read_to_string(dir.join("bgpd.log")).unwrap_or_default();
             bail!("weft-bgpd exited: {}", log.trim());
         }
-        self.start_felix(state, node)
+        if weft.felix {
+            self.start_felix(state, node)?;
+        }
+        Ok(())
     }
 
     /// weft-felix on the lab's store: policy, endpoint routes and NAT for the node's pods.

@@ -28,6 +28,18 @@ pub const PODS_ENV: &str = "WEFT_PODS";
 /// Dual-stack pods: the environment variable.
 pub const PODS_IPV6_ENV: &str = "WEFT_IPV6";
 
+/// Whether weft-felix runs: the environment variable.
+pub const FELIX_ENV: &str = "WEFT_FELIX";
+
+fn flag(name: &str, node: &Node, key: &str, default: bool) -> Result<bool> {
+    match node.env.get(key).map(String::as_str) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => bail!("node {name}: {key} is \"true\" or \"false\", not {other:?}"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Frr { config: PathBuf },
@@ -43,6 +55,9 @@ pub struct WeftNode {
     pub pods: u32,
     /// Pods get an IPv6 address too (`WEFT_IPV6: "true"`).
     pub ipv6: bool,
+    /// weft-felix runs on the node (`WEFT_FELIX: "false"` leaves it out, e.g. for a BGP-only
+    /// benchmark).
+    pub felix: bool,
 }
 
 impl Role {
@@ -70,11 +85,8 @@ impl Role {
                 bgpd,
                 cluster: node.bind_for("/etc/weft/cluster.yaml").map(PathBuf::from),
                 pods,
-                ipv6: match node.env.get(PODS_IPV6_ENV).map(String::as_str) {
-                    None | Some("false") => false,
-                    Some("true") => true,
-                    Some(other) => bail!("node {name}: {PODS_IPV6_ENV} is \"true\" or \"false\", not {other:?}"),
-                },
+                ipv6: flag(name, node, PODS_IPV6_ENV, false)?,
+                felix: flag(name, node, FELIX_ENV, true)?,
             })
         } else if image.contains("frr") {
             let config = node
@@ -154,6 +166,7 @@ mod tests {
                 cluster: None,
                 pods: 2,
                 ipv6: false,
+                felix: true,
             })
         );
         assert_eq!(Role::of("h", &node("alpine:3", &[])).unwrap(), Role::Plain);
