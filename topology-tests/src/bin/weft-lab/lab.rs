@@ -88,6 +88,19 @@ impl Lab {
             let netns = self.netns(node);
             add_netns(state, &netns).with_context(|| format!("node {node}"))?;
             std::fs::create_dir_all(self.node_dir(node))?;
+            // Links made next get their IPv6 link-local address at once, not after duplicate
+            // address detection: FRR will not peer over IPv6 on an interface without one, and
+            // its bgpd gives up on a session it tried to start too early.
+            in_netns(
+                &netns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.default.accept_dad=0",
+                    "net.ipv6.conf.all.accept_dad=0",
+                ],
+            )
+            .with_context(|| format!("node {node}: turning duplicate address detection off"))?;
             if role.forwards() {
                 in_netns(
                     &netns,
@@ -270,36 +283,43 @@ impl Lab {
     /// then resets its first sessions and can stay stuck in collision resolution. Wait until
     /// zebra lists every link interface of the node.
     fn wait_for_zebra(&self, node: &str, vty_dir: &str) -> Result<()> {
-        let interfaces: Vec<&str> = self
-            .topology
-            .links
-            .iter()
-            .flat_map(|link| [&link.a, &link.b])
-            .filter(|end| end.node == node)
-            .map(|end| end.interface.as_str())
-            .collect();
+        // Every link interface of the node, up, with every address the lab gave it.
+        let mut expected: Vec<String> = Vec::new();
+        for link in &self.topology.links {
+            for (end, index) in [(&link.a, 0), (&link.b, 1)] {
+                if end.node != node {
+                    continue;
+                }
+                expected.push(end.interface.clone());
+                for pair in &link.addresses {
+                    expected.push(if index == 0 { pair.0 } else { pair.1 }.to_string());
+                }
+            }
+        }
         let netns = self.netns(node);
-        shell::wait("zebra learning the interfaces", Duration::from_secs(10), || {
-            in_netns(
-                &netns,
-                &[
-                    "vtysh",
-                    "--vty_socket",
-                    vty_dir,
-                    "-d",
-                    "zebra",
-                    "-c",
-                    "show interface brief",
-                ],
-            )
-            .is_ok_and(|ran| {
-                interfaces.iter().all(|name| {
-                    ran.stdout
-                        .lines()
-                        .any(|line| line.split_whitespace().next() == Some(name) && line.contains("up"))
+        shell::wait(
+            "zebra learning the interfaces and addresses",
+            Duration::from_secs(10),
+            || {
+                in_netns(
+                    &netns,
+                    &[
+                        "vtysh",
+                        "--vty_socket",
+                        vty_dir,
+                        "-d",
+                        "zebra",
+                        "-c",
+                        "show interface brief",
+                    ],
+                )
+                .is_ok_and(|ran| {
+                    expected
+                        .iter()
+                        .all(|item| ran.stdout.split_whitespace().any(|word| word == item))
                 })
-            })
-        })
+            },
+        )
     }
 
     fn start_weft(&self, state: &Recorder, node: &str, weft: &WeftNode) -> Result<()> {
