@@ -8,6 +8,8 @@
 //! router_id: 198.19.0.2           # required; the BGP Identifier
 //! listen_port: 179                # optional (default 179; 0: accept no connections)
 //! control_socket: /run/weft/bgpd.sock   # optional
+//! metrics_listen: 127.0.0.1:9179  # optional: Prometheus `GET /metrics` (off by default)
+//! cluster_id: 198.19.0.2          # optional: route reflection cluster id (default router_id)
 //! originate: [198.18.1.0/26, "2001:db8:1::/64"]
 //! kernel: { install: true, blackhole: true }  # optional: learned paths into the kernel (proto 87),
 //!                                             # blackhole routes for the originated prefixes
@@ -25,6 +27,12 @@
 //!     connect_retry_time: 5       # optional: seconds between connection attempts
 //!     max_prefix: { limit: 1000, restart_time: 30 }   # optional: a Cease beyond the limit;
 //!                                 # try again after restart_time seconds (without it: stay down)
+//!     ttl_security: false         # optional: GTSM (RFC 5082), TTL 255 out, at least 254 in
+//!     multihop: 2                 # optional, eBGP: the TTL to send with (default 1)
+//!     source_address: 198.19.0.2  # optional: connect from this local address
+//!     route_reflector_client: false   # optional, iBGP only: reflect routes to and from it
+//!     send_hold_time: 480         # optional: seconds a peer may not read before it is dropped
+//!                                 # (RFC 9687; default the larger of 480 and twice hold_time)
 //! ```
 //!
 //! Named policies (`prefix_lists:`, `policies:`) are read by [`crate::policy_config`].
@@ -33,7 +41,7 @@
 //! something weft cannot do yet is an error, not a silent no-op.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +68,8 @@ pub const MAX_MAX_PATHS: u32 = 256;
 /// The graceful restart Restart Time we advertise when the file does not say (RFC 4724 §3
 /// suggests at most the hold time; FRR and GoBGP default to 120).
 pub const DEFAULT_RESTART_TIME: u16 = 120;
+/// The send hold time when the file does not say, seconds (RFC 9687 §3: at least 8 minutes).
+pub const DEFAULT_SEND_HOLD_TIME: u64 = 480;
 /// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
 /// weft uses GoBGP's 5 so that a lab converges in seconds after a peer comes up late.
 pub const DEFAULT_CONNECT_RETRY_TIME: u64 = 5;
@@ -110,6 +120,8 @@ struct RawConfig {
     router_id: String,
     listen_port: Option<u16>,
     control_socket: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    cluster_id: Option<String>,
     #[serde(default)]
     originate: Vec<String>,
     kernel: Option<RawKernel>,
@@ -153,6 +165,13 @@ struct RawPeer {
     hold_time: Option<u16>,
     connect_retry_time: Option<u64>,
     max_prefix: Option<RawMaxPrefix>,
+    #[serde(default)]
+    ttl_security: bool,
+    multihop: Option<u16>,
+    source_address: Option<String>,
+    #[serde(default)]
+    route_reflector_client: bool,
+    send_hold_time: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +192,10 @@ pub struct Config {
     pub listen_port: u16,
     /// The unix control socket.
     pub control_socket: PathBuf,
+    /// Where `GET /metrics` is served (Prometheus); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The route reflection cluster id (RFC 4456); the router id unless configured.
+    pub cluster_id: Ipv4Addr,
     /// Prefixes this speaker originates.
     pub originate: Vec<IpNet>,
     /// Install the best learned paths into the kernel's main table.
@@ -223,6 +246,16 @@ pub struct PeerConfig {
     pub connect_retry_time: Duration,
     /// Most prefixes the peer may advertise, if limited.
     pub max_prefix: Option<MaxPrefix>,
+    /// GTSM (RFC 5082): send with TTL 255, drop what arrives below 254.
+    pub ttl_security: bool,
+    /// eBGP multihop: the TTL to send with, for a peer more than one hop away.
+    pub multihop: Option<u8>,
+    /// The local address outgoing connections are made from.
+    pub source_address: Option<IpAddr>,
+    /// The peer is our route reflection client (RFC 4456), iBGP only.
+    pub route_reflector_client: bool,
+    /// How long a write may wait for the peer to read before the session is dropped (RFC 9687).
+    pub send_hold_time: Duration,
 }
 
 /// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
@@ -262,7 +295,30 @@ impl Config {
                 format!("{router_id} is not a valid BGP Identifier"),
             ));
         }
+        let metrics_listen = match raw.metrics_listen {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("`{text}` is not ADDRESS:PORT (e.g. 127.0.0.1:9179 or \"[::]:9179\")"),
+                )
+            })?),
+        };
+        let cluster_id = match raw.cluster_id {
+            None => router_id,
+            Some(text) => text
+                .parse::<Ipv4Addr>()
+                .ok()
+                .filter(|id| !id.is_unspecified())
+                .ok_or_else(|| {
+                    invalid(
+                        "cluster_id",
+                        format!("`{text}` is not a cluster id (a non-zero IPv4 address)"),
+                    )
+                })?,
+        };
         let mut originate = Vec::new();
+        let mut seen = HashSet::new();
         for (i, text) in raw.originate.iter().enumerate() {
             let key = format!("originate[{i}]");
             let prefix: IpNet = text
@@ -274,7 +330,7 @@ impl Config {
                     format!("{prefix} has host bits set; did you mean {}?", prefix.trunc()),
                 ));
             }
-            if !originate.contains(&prefix) {
+            if seen.insert(prefix) {
                 originate.push(prefix);
             }
         }
@@ -324,6 +380,8 @@ impl Config {
             control_socket: raw
                 .control_socket
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+            metrics_listen,
+            cluster_id,
             originate,
             kernel_install: raw.kernel.as_ref().is_some_and(|kernel| kernel.install),
             kernel_blackhole: raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole),
@@ -463,6 +521,55 @@ fn check_peer(
             restart_time: restart_time.map(Duration::from_secs),
         }),
     };
+    let multihop = match raw.multihop {
+        None => None,
+        Some(_) if internal => {
+            return Err(invalid(
+                key("multihop"),
+                "is for eBGP peers; iBGP sessions are sent with TTL 64 already",
+            ));
+        }
+        Some(_) if raw.ttl_security => {
+            return Err(invalid(
+                key("multihop"),
+                "cannot be combined with ttl_security (GTSM expects a peer one hop away)",
+            ));
+        }
+        Some(hops @ 1..=255) => Some(u8::try_from(hops).unwrap_or(u8::MAX)),
+        Some(hops) => {
+            return Err(invalid(
+                key("multihop"),
+                format!("{hops} is out of range: 1 to 255 hops"),
+            ));
+        }
+    };
+    if raw.route_reflector_client && !internal {
+        return Err(invalid(
+            key("route_reflector_client"),
+            "route reflection is for iBGP peers (RFC 4456); this peer is in another AS",
+        ));
+    }
+    // RFC 9687 §3: the larger of 8 minutes and twice the hold time, unless configured.
+    let send_hold_time = match raw.send_hold_time {
+        Some(0) => return Err(invalid(key("send_hold_time"), "must be at least 1 second")),
+        Some(seconds) => seconds,
+        None => DEFAULT_SEND_HOLD_TIME.max(2 * u64::from(hold_time)),
+    };
+    let source_address = match raw.source_address {
+        None => None,
+        Some(text) => {
+            let source: IpAddr = text
+                .parse()
+                .map_err(|_| invalid(key("source_address"), format!("`{text}` is not an IP address")))?;
+            if source.is_ipv4() != address.is_ipv4() {
+                return Err(invalid(
+                    key("source_address"),
+                    format!("{source} and the peer's {address} are not of the same family"),
+                ));
+            }
+            Some(source)
+        }
+    };
     Ok(PeerConfig {
         address,
         asn: raw.asn,
@@ -474,6 +581,11 @@ fn check_peer(
         hold_time,
         connect_retry_time: Duration::from_secs(connect_retry_time),
         max_prefix,
+        ttl_security: raw.ttl_security,
+        multihop,
+        source_address,
+        route_reflector_client: raw.route_reflector_client,
+        send_hold_time: Duration::from_secs(send_hold_time),
     })
 }
 
@@ -712,6 +824,56 @@ peers:
             "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 1}, {address: 198.19.0.1, asn: 2}]\n",
         );
         assert!(twice.starts_with("peers[1].address:"), "{twice}");
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\n").expect("valid");
+        assert_eq!(config.metrics_listen, None);
+        let config =
+            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nmetrics_listen: \"[::]:9179\"\n").expect("valid");
+        assert_eq!(config.metrics_listen, Some("[::]:9179".parse().expect("address")));
+        let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\nmetrics_listen: 9179\n");
+        assert!(error.starts_with("metrics_listen:"), "{error}");
+    }
+
+    #[test]
+    fn ttl_keys_are_checked_and_named() {
+        let peer = |extra: &str| {
+            format!("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{{address: 198.19.0.1, asn: 65000{extra}}}]\n")
+        };
+        let config = Config::parse(&peer(", multihop: 3, source_address: 198.19.9.2")).expect("valid");
+        assert_eq!(config.peers[0].multihop, Some(3));
+        assert_eq!(
+            config.peers[0].source_address,
+            Some("198.19.9.2".parse().expect("address"))
+        );
+        assert!(Config::parse(&peer(", ttl_security: true")).expect("valid").peers[0].ttl_security);
+        let both = error_of(&peer(", ttl_security: true, multihop: 2"));
+        assert!(both.starts_with("peers[0].multihop:"), "{both}");
+        let range = error_of(&peer(", multihop: 256"));
+        assert!(range.starts_with("peers[0].multihop:"), "{range}");
+        let family = error_of(&peer(", source_address: \"2001:db8::2\""));
+        assert!(family.starts_with("peers[0].source_address:"), "{family}");
+        let ibgp =
+            error_of("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65001, multihop: 2}]\n");
+        assert!(ibgp.starts_with("peers[0].multihop:"), "{ibgp}");
+    }
+
+    #[test]
+    fn route_reflection_keys_are_checked() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65001, route_reflector_client: true}]\n",
+        )
+        .expect("valid");
+        assert!(config.peers[0].route_reflector_client);
+        assert_eq!(config.cluster_id, config.router_id, "the router id by default");
+        let ebgp = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, route_reflector_client: true}]\n",
+        );
+        assert!(ebgp.starts_with("peers[0].route_reflector_client:"), "{ebgp}");
+        let bad = error_of("asn: 65001\nrouter_id: 198.19.0.2\ncluster_id: x\n");
+        assert!(bad.starts_with("cluster_id:"), "{bad}");
     }
 
     #[test]

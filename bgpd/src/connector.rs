@@ -8,22 +8,34 @@
 //! Must never: retry (the FSM's ConnectRetry timer does), or read or write BGP messages.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::md5;
+use crate::ttl::Ttl;
 
-/// Opens a connection to `remote`, signed with the TCP MD5 `key` if given (RFC 2385), failing
+/// Opens a connection to `remote`, signed with the TCP MD5 `key` if given (RFC 2385), with
+/// the `ttl` of its peer ([`crate::ttl`]), from the local address `source` if given, failing
 /// after `deadline`.
-pub async fn connect(remote: SocketAddr, deadline: Duration, key: Option<&[u8]>) -> io::Result<TcpStream> {
+pub async fn connect(
+    remote: SocketAddr,
+    deadline: Duration,
+    key: Option<&[u8]>,
+    ttl: Ttl,
+    source: Option<IpAddr>,
+) -> io::Result<TcpStream> {
     let socket = match remote {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_nodelay(true)?;
+    ttl.apply(&socket, remote.ip())?;
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
     if let Some(key) = key {
         md5::set_key(socket.as_fd(), remote.ip(), key, remote.is_ipv6())?;
     }

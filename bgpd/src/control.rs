@@ -72,6 +72,10 @@ pub struct RouteStatus {
     pub communities: Vec<String>,
     /// LARGE_COMMUNITY, as `GLOBAL:LOCAL1:LOCAL2`.
     pub large_communities: Vec<String>,
+    /// ORIGINATOR_ID of a reflected route (RFC 4456).
+    pub originator_id: Option<String>,
+    /// CLUSTER_LIST of a reflected route, most recent first (RFC 4456).
+    pub cluster_list: Vec<String>,
     /// Kept from a peer whose session went down, until it comes back with its End-of-RIB
     /// (graceful restart, RFC 4724).
     pub stale: bool,
@@ -183,6 +187,10 @@ pub enum ControlRequest {
     Routes(oneshot::Sender<Vec<RouteStatus>>),
     /// One peer in detail; `None` if no peer has that address.
     Neighbor(IpAddr, oneshot::Sender<Option<NeighborStatus>>),
+    /// What `GET /metrics` shows ([`crate::metrics`]).
+    Metrics(oneshot::Sender<crate::metrics::MetricsSnapshot>),
+    /// A configuration reload ([`crate::reload`]); answered once applied.
+    Reload(Box<crate::reload::InstanceReload>, oneshot::Sender<()>),
 }
 
 /// Binds the socket at `path`, making its directory and replacing a stale socket file.

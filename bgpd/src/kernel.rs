@@ -33,6 +33,7 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::mpsc;
 use weft_bgp_proto::Prefix;
 
+use crate::metrics::KernelRoutes;
 use crate::shutdown::Shutdown;
 
 /// weft's route protocol number (unassigned in iproute2's `rt_protos`; 87 is `W`).
@@ -43,6 +44,8 @@ pub const WEFT_ROUTE_PROTOCOL: u8 = 87;
 pub enum FibRequest {
     /// What the kernel should hold for one prefix.
     Change(FibChange),
+    /// The originated prefixes changed (configuration reload): the blackhole routes follow.
+    Blackholes(Vec<Prefix>),
     /// The RIB is in sync after a restart (End-of-RIB from every peer, or the deadline): weft
     /// routes of the previous run that no change has claimed are stale; remove them.
     Reconcile,
@@ -273,6 +276,7 @@ pub async fn run<F: Fib>(
     mut requests: mpsc::Receiver<FibRequest>,
     blackholes: Vec<Prefix>,
     previous: Vec<KernelRoute>,
+    kernel_routes: KernelRoutes,
     shutdown: Shutdown,
 ) -> F {
     let mut held: Vec<Prefix> = Vec::new();
@@ -300,6 +304,8 @@ pub async fn run<F: Fib>(
         );
     }
     loop {
+        kernel_routes
+            .set(installed.len() + held.len() + unclaimed.iter().filter(|p| !installed.contains_key(*p)).count());
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
             request = requests.recv() => match request {
@@ -311,6 +317,25 @@ pub async fn run<F: Fib>(
             FibRequest::Change(change) => {
                 unclaimed.remove(&change.prefix);
                 apply(&mut fib, &mut installed, change).await;
+            }
+            FibRequest::Blackholes(wanted) => {
+                for prefix in held.clone() {
+                    if !wanted.contains(&prefix) {
+                        held.retain(|p| *p != prefix);
+                        if let Err(error) = fib.delete(prefix).await {
+                            tracing::warn!(%prefix, %error, "blackhole route left in the kernel");
+                        }
+                    }
+                }
+                for prefix in wanted {
+                    if held.contains(&prefix) {
+                        continue;
+                    }
+                    match fib.blackhole(prefix).await {
+                        Ok(()) => held.push(prefix),
+                        Err(error) => tracing::warn!(%prefix, %error, "blackhole route not installed"),
+                    }
+                }
             }
             FibRequest::Reconcile => {
                 let stale = std::mem::take(&mut unclaimed);
@@ -453,7 +478,15 @@ mod tests {
             .expect("queued");
         drop(tx); // the queue closing ends the task as a cancellation does
         let blackholes = vec!["198.18.1.0/26".parse().expect("prefix")];
-        let fib = run(FakeFib::default(), rx, blackholes, Vec::new(), Shutdown::new()).await;
+        let fib = run(
+            FakeFib::default(),
+            rx,
+            blackholes,
+            Vec::new(),
+            KernelRoutes::default(),
+            Shutdown::new(),
+        )
+        .await;
         assert_eq!(
             fib.requests,
             [
@@ -476,7 +509,14 @@ mod tests {
         }
         let previous = kernel.list().await.expect("listed");
         let (tx, rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(kernel, rx, Vec::new(), previous, Shutdown::new()));
+        let task = tokio::spawn(run(
+            kernel,
+            rx,
+            Vec::new(),
+            previous,
+            KernelRoutes::default(),
+            Shutdown::new(),
+        ));
         // The RIB comes back with the same next hop for one prefix: nothing reaches the kernel.
         tx.send(FibRequest::Change(change("198.18.100.0/24", &["198.19.0.1"])))
             .await

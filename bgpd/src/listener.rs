@@ -13,11 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::md5;
+use crate::peers::ListenerPeers;
+use crate::ttl;
 
 /// How many connections may wait in the kernel's accept queue.
 const BACKLOG: i32 = 64;
@@ -47,16 +49,34 @@ pub fn bind(port: u16, keys: &[(IpAddr, &[u8])]) -> io::Result<TcpListener> {
         }
         md5::set_key(socket.as_fd(), *peer, key, ipv6)?;
     }
+    ttl::apply_to_listener(&socket, ipv6)?;
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts connections until cancelled, passing each to its peer's session task.
-pub async fn run(listener: TcpListener, peers: HashMap<IpAddr, mpsc::Sender<TcpStream>>, cancel: CancellationToken) {
+/// Accepts connections until cancelled, passing each to its peer's session task. `peers`
+/// changes on a configuration reload; `keys` are the TCP MD5 keys [`bind`] set, and the keys
+/// of peers added or removed later are set or deleted as they come and go.
+pub async fn run(
+    listener: TcpListener,
+    mut peers: watch::Receiver<ListenerPeers>,
+    keys: Vec<(IpAddr, Vec<u8>)>,
+    cancel: CancellationToken,
+) {
+    let mut applied: HashMap<IpAddr, Vec<u8>> = keys.into_iter().collect();
+    let ipv6 = listener.local_addr().is_ok_and(|address| address.is_ipv6());
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
+            changed = peers.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let current = peers.borrow_and_update().clone();
+                update_keys(&listener, ipv6, &mut applied, &current);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, remote) = match accepted {
@@ -67,7 +87,7 @@ pub async fn run(listener: TcpListener, peers: HashMap<IpAddr, mpsc::Sender<TcpS
             }
         };
         let address = remote.ip().to_canonical();
-        let Some(session) = peers.get(&address) else {
+        let Some(session) = peers.borrow().get(&address).map(|peer| peer.inbound.clone()) else {
             tracing::info!(%address, "connection from an address that is not a configured peer closed");
             continue;
         };
@@ -78,6 +98,34 @@ pub async fn run(listener: TcpListener, peers: HashMap<IpAddr, mpsc::Sender<TcpS
         // one is a collision it would refuse anyway.
         if session.try_send(stream).is_err() {
             tracing::info!(%address, "connection refused: the session has one pending");
+        }
+    }
+}
+
+/// Sets the TCP MD5 keys of `peers` on the listening socket and deletes those of peers gone.
+fn update_keys(listener: &TcpListener, ipv6: bool, applied: &mut HashMap<IpAddr, Vec<u8>>, peers: &ListenerPeers) {
+    let wanted: HashMap<IpAddr, Vec<u8>> = peers
+        .iter()
+        .filter_map(|(address, peer)| Some((*address, peer.key.clone()?)))
+        .filter(|(address, _)| ipv6 || address.is_ipv4())
+        .collect();
+    let gone: Vec<IpAddr> = applied.keys().filter(|a| !wanted.contains_key(*a)).copied().collect();
+    for address in gone {
+        applied.remove(&address);
+        // An empty key deletes the peer's key (linux/tcp.h).
+        if let Err(error) = md5::set_key(listener.as_fd(), address, &[], ipv6) {
+            tracing::warn!(peer = %address, %error, "cannot delete the TCP MD5 key on the listener");
+        }
+    }
+    for (address, key) in wanted {
+        if applied.get(&address) == Some(&key) {
+            continue;
+        }
+        match md5::set_key(listener.as_fd(), address, &key, ipv6) {
+            Ok(()) => {
+                applied.insert(address, key);
+            }
+            Err(error) => tracing::warn!(peer = %address, %error, "cannot set the TCP MD5 key on the listener"),
         }
     }
 }

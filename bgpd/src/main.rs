@@ -1,9 +1,10 @@
 //! `weft-bgpd`: the node's BGP speaker.
 //!
 //! Standalone mode (`--config FILE.yaml`, DESIGN.md "BGP") runs: one session task per configured
-//! peer ([`session`]), the listener ([`listener`]), the instance that owns the RIBs
-//! ([`instance`]), the FIB task when `kernel.install` is on ([`kernel`]) and the control socket
-//! ([`control`]), all under one cancellation token.
+//! peer ([`session`], kept by [`peers`]), the listener ([`listener`]), the instance that owns the
+//! RIBs ([`instance`]), the FIB task when `kernel.install` is on ([`kernel`]), the control socket
+//! ([`control`]) and, with `metrics_listen`, `/metrics` ([`metrics`]), all under one
+//! cancellation token. SIGHUP reloads the file ([`reload`]).
 //! SIGTERM or SIGINT cancels it: every session sends a Cease (Administrative Shutdown) and the
 //! process exits 0. SIGUSR1 stops it for a restart (graceful restart on): no Cease, kernel
 //! routes left for the next run ([`shutdown`]). Cluster mode (`--store`) is not built yet and says so.
@@ -18,34 +19,33 @@ mod instance;
 mod kernel;
 mod listener;
 mod md5;
+mod metrics;
+mod peers;
 mod policy_config;
+mod reload;
 mod session;
 mod shutdown;
+mod ttl;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use weft_bgp_proto::AddressType;
 use weft_bgp_proto::capabilities::GracefulRestartConfig;
 
 use crate::config::Config;
 use crate::instance::Instance;
-use crate::session::{Channels, PeerSession};
+use crate::peers::Peers;
 use crate::shutdown::Shutdown;
 
 /// Events queued from all session tasks to the instance.
 const EVENT_QUEUE: usize = 1024;
-/// Commands queued from the instance to one session task.
-const COMMAND_QUEUE: usize = 64;
-/// Connections the listener may hand one session task before it looks at them.
-const INBOUND_QUEUE: usize = 2;
 /// Control requests queued onto the instance.
 const CONTROL_QUEUE: usize = 16;
 /// Best-path changes queued from the instance to the FIB task.
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, &path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("weft-bgpd: {error:#}");
@@ -114,7 +114,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
     let shutdown = Shutdown::new();
     let cancel = shutdown.token().clone();
     let keys: Vec<(std::net::IpAddr, &[u8])> = config
@@ -122,6 +123,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .filter_map(|peer| Some((peer.address, peer.password.as_ref()?.0.as_slice())))
         .collect();
+    let owned_keys: Vec<(std::net::IpAddr, Vec<u8>)> = keys.iter().map(|(peer, key)| (*peer, key.to_vec())).collect();
     let listener = if config.listen_port == 0 {
         None
     } else {
@@ -136,6 +138,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.control_socket.display()
         )
     })?;
+
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(address) => Some(
+            metrics::bind(address)
+                .await
+                .with_context(|| format!("cannot serve metrics on {address} (metrics_listen)"))?,
+        ),
+    };
+    let kernel_routes = metrics::KernelRoutes::default();
 
     // The kernel first: the weft routes a previous run left tell whether this is a restart.
     let mut previous = Vec::new();
@@ -161,37 +173,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let mut commands = BTreeMap::new();
-    let mut inbound = HashMap::new();
+    let mut peers = Peers::new(
+        config.asn,
+        config.router_id,
+        graceful_restart,
+        events_tx,
+        shutdown.clone(),
+    );
+    let commands: BTreeMap<_, _> = config
+        .peers
+        .iter()
+        .map(|peer| (peer.address, peers.prepare(peer)))
+        .collect();
     let mut tasks = Vec::new();
-    for peer in &config.peers {
-        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        commands.insert(peer.address, command_tx);
-        inbound.insert(peer.address, inbound_tx);
-        let channels = Channels {
-            inbound: inbound_rx,
-            commands: command_rx,
-            events: events_tx.clone(),
-        };
-        let span = tracing::info_span!("peer", addr = %peer.address, asn = peer.asn);
-        tasks.push(tokio::spawn(
-            PeerSession::run(
-                peer.clone(),
-                config.asn,
-                config.router_id,
-                session::BGP_PORT,
-                graceful_restart.clone(),
-                channels,
-                shutdown.clone(),
-            )
-            .instrument(span),
-        ));
-    }
-    drop(events_tx);
     // With only kernel.blackhole, nobody sends changes: this sender keeps the FIB task's queue
     // open (a closed queue ends the task) until the process ends.
-    let mut _fib_queue_open = None;
+    let mut fib_queue = None;
     let fib = if let Some(netlink) = netlink {
         let (fib_tx, fib_rx) = mpsc::channel(FIB_QUEUE);
         let shutdown = shutdown.clone();
@@ -217,21 +214,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 tracing::info!(count = previous.len(), "stale weft routes removed from the kernel");
             }
         }
+        let kernel_routes = kernel_routes.clone();
         tasks.push(tokio::spawn(async move {
-            kernel::run(netlink, fib_rx, blackholes, kept, shutdown).await;
+            kernel::run(netlink, fib_rx, blackholes, kept, kernel_routes, shutdown).await;
         }));
         // Learned paths reach the FIB task only with kernel.install.
-        _fib_queue_open = Some(fib_tx.clone());
+        fib_queue = Some(fib_tx.clone());
         config.kernel_install.then_some(fib_tx)
     } else {
         None
     };
     let instance = Instance::new(&config, commands, fib, restarting);
     tasks.push(tokio::spawn(instance.run(events_rx, control_rx, cancel.clone())));
+    // The instance knows every peer: their session tasks may start.
+    peers.spawn_prepared();
     if let Some(listener) = listener {
-        tasks.push(tokio::spawn(listener::run(listener, inbound, cancel.clone())));
+        let listener_peers = peers.listener_peers();
+        tasks.push(tokio::spawn(listener::run(
+            listener,
+            listener_peers,
+            owned_keys,
+            cancel.clone(),
+        )));
     }
-    tasks.push(tokio::spawn(control::run(control_listener, control_tx, cancel.clone())));
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = ?config.metrics_listen, "serving metrics");
+        tasks.push(tokio::spawn(metrics::run(
+            listener,
+            control_tx.clone(),
+            kernel_routes,
+            cancel.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(control::run(
+        control_listener,
+        control_tx.clone(),
+        cancel.clone(),
+    )));
     tracing::info!(
         asn = config.asn,
         router_id = %config.router_id,
@@ -240,13 +259,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "weft-bgpd started"
     );
 
-    let for_restart = wait_for_signal().await? && config.graceful_restart.is_some();
+    let mut config = config;
+    let for_restart = loop {
+        match signals.next().await {
+            Signal::Reload => {
+                tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                reload::reload(path, &mut config, &mut peers, &control_tx, fib_queue.as_ref()).await;
+            }
+            Signal::Stop { for_restart } => break for_restart && config.graceful_restart.is_some(),
+        }
+    };
     if for_restart {
         tracing::info!("stopping for a restart: kernel routes kept, sessions closed without a notification");
     } else {
         tracing::info!("shutting down: sending Cease to every peer");
     }
     shutdown.stop(for_restart);
+    tasks.extend(peers.into_tasks());
     let all = futures_join(tasks);
     if tokio::time::timeout(SHUTDOWN_DEADLINE, all).await.is_err() {
         tracing::warn!("tasks did not finish within the shutdown deadline");
@@ -265,16 +294,41 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (`false`: a clean stop) or SIGUSR1 (`true`: a stop for a
-/// restart).
-async fn wait_for_signal() -> anyhow::Result<bool> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut restart = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => false,
-        _ = interrupt.recv() => false,
-        _ = restart.recv() => true,
-    })
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGHUP: read the configuration file again.
+    Reload,
+    /// SIGTERM or SIGINT (`for_restart: false`: a clean stop) or SIGUSR1 (a stop for a restart).
+    Stop { for_restart: bool },
+}
+
+/// The signals weft-bgpd acts on, handled from start-up on (SIGHUP would otherwise end it).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    restart: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            restart: signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?,
+            hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next one.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.terminate.recv() => Signal::Stop { for_restart: false },
+            _ = self.interrupt.recv() => Signal::Stop { for_restart: false },
+            _ = self.restart.recv() => Signal::Stop { for_restart: true },
+            _ = self.hangup.recv() => Signal::Reload,
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! connects; the kernel then signs and checks every segment and silently drops unsigned or
 //! wrongly signed ones (`nstat TcpExtTCPMD5Failure`).
 //!
+//! It also holds the other socket option no crate wraps, for the same reason:
+//! `IP_MINTTL` / `IPV6_MINHOPCOUNT` ([`set_min_ttl`]), the receive half of GTSM (RFC 5082),
+//! used by [`crate::ttl`].
+//!
 //! Must never: log the key, or be called with a key longer than [`MAX_KEY_LENGTH`] (the
 //! configuration refuses those).
 
@@ -86,6 +90,34 @@ pub fn set_key(socket: BorrowedFd<'_>, peer: IpAddr, key: &[u8], socket_is_ipv6:
     }
 }
 
+/// Makes the kernel drop every segment from `peer` that arrives on `socket` with a TTL (IPv4)
+/// or hop limit (IPv6) below `minimum` (RFC 5082 §3; counted in `nstat TcpExtTCPMinTTLDrop`).
+/// An IPv4 peer on a dual-stack socket is checked at the IPv4 level, as its packets are IPv4.
+pub fn set_min_ttl(socket: BorrowedFd<'_>, peer: IpAddr, minimum: u8) -> io::Result<()> {
+    let (level, name) = match peer {
+        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MINTTL),
+        IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT),
+    };
+    let value = libc::c_int::from(minimum);
+    let length = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(0);
+    // SAFETY: `value` is an initialised int that outlives the call and `length` is its size;
+    // the kernel only reads it. The descriptor is borrowed, so it is open.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast::<libc::c_void>(),
+            length,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -110,5 +142,14 @@ mod tests {
         set_key(v6.as_fd(), "2001:db8::1".parse().expect("address"), b"secret", true).expect("IPv6 peer");
         let too_long = [b'k'; MAX_KEY_LENGTH + 1];
         assert!(set_key(v4.as_fd(), peer, &too_long, false).is_err());
+    }
+
+    #[test]
+    fn a_minimum_ttl_is_accepted_for_ipv4_and_ipv6_peers() {
+        let v6 = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).expect("an IPv6 socket");
+        let v4 = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("an IPv4 socket");
+        set_min_ttl(v4.as_fd(), "198.19.0.1".parse().expect("address"), 254).expect("IP_MINTTL");
+        set_min_ttl(v6.as_fd(), "198.19.0.1".parse().expect("address"), 254).expect("IP_MINTTL, dual stack");
+        set_min_ttl(v6.as_fd(), "2001:db8::1".parse().expect("address"), 254).expect("IPV6_MINHOPCOUNT");
     }
 }

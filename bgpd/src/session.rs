@@ -41,7 +41,7 @@ use weft_bgp_proto::codec::{decode_message, encode};
 use weft_bgp_proto::fsm::collision::{Keep, Speaker, resolve_collision};
 use weft_bgp_proto::fsm::{DownReason, SessionConfig};
 use weft_bgp_proto::graceful_restart::SessionEnd;
-use weft_bgp_proto::notification::CeaseSubcode;
+use weft_bgp_proto::notification::{CeaseSubcode, code};
 use weft_bgp_proto::wire::route_refresh::BgpRouteRefreshMessage;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
 use weft_bgp_proto::{Action, Event, Framer, Message, Negotiated, Notification, Session, State};
@@ -49,6 +49,7 @@ use weft_bgp_proto::{Action, Event, Framer, Message, Negotiated, Notification, S
 use crate::config::PeerConfig;
 use crate::connector;
 use crate::shutdown::Shutdown;
+use crate::ttl::Ttl;
 
 /// The BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -58,6 +59,8 @@ const READ_BUFFER: usize = 64 * 1024;
 const IO_QUEUE: usize = 256;
 /// Longest wait before an automatic restart, in multiples of ConnectRetryTime.
 const MAX_BACKOFF_FACTOR: u32 = 6;
+/// How long a closed connection's reader may drain the peer's last bytes.
+const LINGER: Duration = Duration::from_secs(2);
 /// How long a Cease may take to leave on shutdown.
 const SHUTDOWN_WRITE_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -119,6 +122,12 @@ pub enum PeerCommand {
         /// How long to refuse and not attempt connections.
         hold_down: Option<Duration>,
     },
+    /// End the session with a Cease of this subcode and end the task: the peer was removed or
+    /// its settings changed (configuration reload).
+    Close {
+        /// The Cease subcode (RFC 4486: Peer De-configured, Other Configuration Change).
+        subcode: CeaseSubcode,
+    },
 }
 
 /// The channels of one session task.
@@ -164,10 +173,23 @@ struct Connection {
 }
 
 impl Connection {
+    /// Closes the connection: our FIN follows what was written (a NOTIFICATION), and the reader
+    /// drains what the peer still sends until its FIN, for at most [`LINGER`], so that the
+    /// kernel does not answer unread data with a reset that could overtake the NOTIFICATION.
+    /// Whatever that reader still reports goes to no connection (id 0 is never a reader's).
     fn close(&mut self) {
         self.writer = None;
-        if let Some(reader) = self.reader.take() {
-            reader.abort();
+        self.id = 0;
+        if let Some(mut reader) = self.reader.take() {
+            // Outside the runtime (a drop while it shuts down) there is nothing to wait with.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(async move {
+                    if tokio::time::timeout(LINGER, &mut reader).await.is_err() {
+                        reader.abort();
+                    }
+                })),
+                Err(_) => reader.abort(),
+            }
         }
     }
 }
@@ -205,6 +227,8 @@ pub struct PeerSession {
     /// Stopped by the instance (max-prefix): no connections until `restart_at`, or ever when
     /// that is `None`.
     held_down: bool,
+    /// Closed for good (a reload removed or changed the peer): the task ends.
+    closed: bool,
 }
 
 impl PeerSession {
@@ -257,6 +281,7 @@ impl PeerSession {
             held_commands: VecDeque::new(),
             shutting_down: false,
             held_down: false,
+            closed: false,
         };
         task.drive(Slot::Primary, Event::ManualStart, &mut commands).await;
         loop {
@@ -272,6 +297,9 @@ impl PeerSession {
                 Some(event) = io_rx.recv() => task.io(event, &mut commands).await,
                 Some(stream) = inbound.recv() => task.accept(stream, &mut commands).await,
                 Some(command) = commands.recv() => task.command(command, &mut commands).await,
+            }
+            if task.closed {
+                return;
             }
             task.settle(&mut commands).await;
         }
@@ -342,12 +370,11 @@ impl PeerSession {
                 }
             }
             Action::Send(message) => {
+                let send_hold_time = self.peer.send_hold_time;
                 if let Some(connection) = self.connection(slot)
-                    && let Err(error) = write(connection, &message).await
+                    && let Err(error) = write(connection, &message, send_hold_time).await
                 {
-                    tracing::info!(%error, "write failed");
-                    connection.close();
-                    queue.push_back((slot, Event::TcpConnectionFails));
+                    queue.push_back((slot, write_failed(connection, &error)));
                 }
             }
             Action::Close => {
@@ -518,8 +545,10 @@ impl PeerSession {
         let deadline = self.peer.connect_retry_time;
         let io_tx = self.io_tx.clone();
         let key = self.peer.password.as_ref().map(|password| password.0.clone());
+        let ttl = Ttl::for_peer(&self.peer, self.local_asn);
+        let source = self.peer.source_address;
         let handle = tokio::spawn(async move {
-            let result = connector::connect(remote, deadline, key.as_deref()).await;
+            let result = connector::connect(remote, deadline, key.as_deref(), ttl, source).await;
             let _ = io_tx.send(IoEvent::Connected(id, result)).await;
         });
         self.connecting = Some((id, handle));
@@ -628,6 +657,10 @@ impl PeerSession {
             drop(stream);
             return;
         }
+        if let Err(error) = Ttl::for_peer(&self.peer, self.local_asn).apply(&stream, self.peer.address) {
+            tracing::warn!(%error, "cannot set the TTL of an accepted connection; closed");
+            return;
+        }
         if self.primary.session.state() == State::Idle {
             self.restart_at = None;
             self.renew_idle_primary();
@@ -689,15 +722,28 @@ impl PeerSession {
                 self.restart_at = hold_down.map(|hold_down| Instant::now() + hold_down);
                 return;
             }
+            PeerCommand::Close { subcode } => {
+                tracing::info!(?subcode, "closing the session: the configuration changed");
+                self.shutting_down = true;
+                self.closed = true;
+                self.abort_connect();
+                for slot in [Slot::Primary, Slot::Secondary] {
+                    let stop = Event::Stop {
+                        subcode,
+                        communication: None,
+                    };
+                    let _ = tokio::time::timeout(SHUTDOWN_WRITE_DEADLINE, self.drive(slot, stop, commands)).await;
+                }
+                return;
+            }
         };
         if self.primary.session.state() != State::Established {
             return; // the instance learns of the Down and resends after the next Established
         }
         for update in updates {
-            if let Err(error) = write(&mut self.primary, &Message::Update(update)).await {
-                tracing::info!(%error, "write failed");
-                self.primary.close();
-                self.drive(Slot::Primary, Event::TcpConnectionFails, commands).await;
+            if let Err(error) = write(&mut self.primary, &Message::Update(update), self.peer.send_hold_time).await {
+                let event = write_failed(&mut self.primary, &error);
+                self.drive(Slot::Primary, event, commands).await;
                 return;
             }
         }
@@ -821,7 +867,23 @@ fn session_config(
     config
 }
 
-async fn write(connection: &mut Connection, message: &Message) -> std::io::Result<()> {
+/// What a failed write means to the FSM: the peer stopped reading for the send hold time (RFC
+/// 9687: a NOTIFICATION, Send Hold Timer Expired, which cannot be written either) or the
+/// connection is lost. Either way the connection is closed.
+fn write_failed(connection: &mut Connection, error: &std::io::Error) -> Event {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        tracing::warn!(%error, "the peer has not read what we sent: dropping the session (RFC 9687)");
+        connection.close();
+        return Event::MalformedMessage(Notification::new(code::SEND_HOLD_TIMER_EXPIRED, 0, Vec::new()));
+    }
+    tracing::info!(%error, "write failed");
+    connection.close();
+    Event::TcpConnectionFails
+}
+
+/// Writes `message`; a write the peer does not take within `send_hold_time` fails with
+/// `TimedOut` (the send hold timer of RFC 9687).
+async fn write(connection: &mut Connection, message: &Message, send_hold_time: Duration) -> std::io::Result<()> {
     let context = connection.session.codec_context();
     let bytes = match encode(message, &context) {
         Ok(bytes) => bytes,
@@ -831,7 +893,13 @@ async fn write(connection: &mut Connection, message: &Message) -> std::io::Resul
         }
     };
     match connection.writer.as_mut() {
-        Some(writer) => writer.write_all(&bytes).await,
+        Some(writer) => match tokio::time::timeout(send_hold_time, writer.write_all(&bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("send hold timer expired after {} s", send_hold_time.as_secs()),
+            )),
+        },
         None => Err(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             "connection closed",

@@ -14,7 +14,9 @@
 //! SIGTERM makes weft send a Cease, remove its kernel routes and BIRD drop its routes; weft
 //! comes back; stopping BIRD makes weft withdraw BIRD's routes from its RIB and the kernel. Also: without
 //! policies nothing crosses the eBGP session (RFC 8212), and a peer that falls silent is dropped
-//! when the hold timer expires; TCP MD5 with the same key works and with another does not. BIRD comes from Debian's `bird2` (scripts/install-deps.sh); the
+//! when the hold timer expires; TCP MD5 with the same key works and with another does not; a
+//! BIRD without 4-octet AS numbers (`enable as4 off`, AS 65000) sends AS_TRANS for a 4-octet AS
+//! in its paths and the true path in AS4_PATH, which weft merges back (RFC 6793 §4.2.3). BIRD comes from Debian's `bird2` (scripts/install-deps.sh); the
 //! test installs nothing.
 
 #![allow(clippy::unwrap_used)]
@@ -37,6 +39,8 @@ struct Setup {
     hold_time: u16,
     /// TCP MD5 keys: BIRD's and weft's.
     passwords: Option<(&'static str, &'static str)>,
+    /// BIRD offers 4-octet AS numbers (`enable as4 off` when not: an old 2-octet speaker).
+    as4: bool,
 }
 
 impl Setup {
@@ -45,6 +49,7 @@ impl Setup {
             policies,
             hold_time,
             passwords: None,
+            as4: true,
         }
     }
 }
@@ -54,6 +59,17 @@ fn bird_conf(setup: Setup) -> String {
     let password = setup
         .passwords
         .map_or_else(String::new, |(bird, _)| format!("password \"{bird}\";"));
+    // The 2-octet BIRD is AS 65000 and puts a 4-octet AS in front of its routes' paths, so
+    // that AS_TRANS stands in for it on the wire.
+    let (asn, as4, export) = if setup.as4 {
+        (4_200_000_001u32, "", "export where source = RTS_STATIC;")
+    } else {
+        (
+            65000,
+            "enable as4 off;",
+            "export filter { if source = RTS_STATIC then { bgp_path.prepend(4200000009); accept; } reject; };",
+        )
+    };
     format!(
         r#"
 router id 198.19.0.1;
@@ -62,19 +78,20 @@ protocol device {{ scan time 10; }}
 protocol static static4 {{ ipv4; route 198.18.100.0/24 blackhole; }}
 protocol static static6 {{ ipv6; route 2001:db8:100::/48 blackhole; }}
 template bgp tor {{
-  local as 4200000001;
+  local as {asn};
   hold time {hold_time};
   connect retry time 2;
   error wait time 1, 5;
   {password}
+  {as4}
 }}
 protocol bgp weft4 from tor {{
   neighbor 198.19.0.2 as 65001;
-  ipv4 {{ import all; export where source = RTS_STATIC; }};
+  ipv4 {{ import all; {export} }};
 }}
 protocol bgp weft6 from tor {{
   neighbor 2001:db8:ff::2 as 65001;
-  ipv6 {{ import all; export where source = RTS_STATIC; }};
+  ipv6 {{ import all; {export} }};
 }}
 "#
     )
@@ -82,9 +99,10 @@ protocol bgp weft6 from tor {{
 
 /// weft's peers; without `policies` they have no import or export policy.
 fn weft_peers(setup: Setup) -> Vec<WeftPeer> {
+    let asn = if setup.as4 { 4_200_000_001 } else { 65000 };
     [
-        WeftPeer::new("198.19.0.1", 4_200_000_001, "ipv4-unicast"),
-        WeftPeer::new("2001:db8:ff::1", 4_200_000_001, "ipv6-unicast"),
+        WeftPeer::new("198.19.0.1", asn, "ipv4-unicast"),
+        WeftPeer::new("2001:db8:ff::1", asn, "ipv6-unicast"),
     ]
     .into_iter()
     .map(|peer| {
@@ -398,6 +416,49 @@ fn tcp_md5_with_the_same_key_comes_up_and_with_another_key_does_not() -> Result<
     })?;
     let peers = other.weftctl("peers")?.context("weftctl bgp peers")?;
     assert!(peers.iter().all(|p| p["state"] != "Established"), "{peers:?}");
+    Ok(())
+}
+
+#[test]
+fn a_two_octet_birds_as_trans_path_reads_as_its_true_as_through_as4_path() -> Result<()> {
+    if require_netns().is_none() || !require_bird() {
+        return Ok(());
+    }
+    let lab = Lab::with(Setup {
+        as4: false,
+        ..Setup::new(true, 9)
+    })?;
+    let _bird = lab.start_bird()?;
+    let _weft = lab.start_weft()?;
+    wait_until(
+        "weft's sessions with a 2-octet BIRD Established",
+        DEADLINE,
+        POLL,
+        || lab.weft_peers_established(),
+    )?;
+    let neighbor = lab
+        .node
+        .weftctl_value(&["neighbor", "198.19.0.1"])?
+        .context("an answer")?;
+    assert_eq!(neighbor["capabilities"]["four_octet_as"], false, "{neighbor}");
+    // On the wire AS_PATH is 65000 23456 (AS_TRANS); AS4_PATH carries 4200000009 (RFC 6793
+    // §4.2.3).
+    let route = wait_for_route(&lab, "198.18.100.0/24")?;
+    assert_eq!(
+        route["as_path"],
+        serde_json::json!([65000, 4_200_000_009u32]),
+        "{route}"
+    );
+    let route = wait_for_route(&lab, "2001:db8:100::/48")?;
+    assert_eq!(
+        route["as_path"],
+        serde_json::json!([65000, 4_200_000_009u32]),
+        "{route}"
+    );
+    // BIRD, the 2-octet side, takes weft's routes too.
+    wait_until("BIRD to learn weft's prefix", DEADLINE, POLL, || {
+        lab.bird_has("198.18.1.0/26")
+    })?;
     Ok(())
 }
 

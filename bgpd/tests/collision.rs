@@ -190,6 +190,8 @@ fn establish_and_exchange(lab: &Lab, winner: &mut TcpStream) -> Result<()> {
         local_pref: None,
         communities: Vec::new(),
         large_communities: Vec::new(),
+        originator_id: None,
+        cluster_list: Vec::new(),
     };
     for update in advertisements(&["198.18.100.0/24".parse()?], &Arc::new(attributes), true) {
         send(winner, &Message::Update(update))?;

@@ -15,6 +15,8 @@ use anyhow::Result;
 use common::*;
 use weft_topology_tests::{require_netns, wait_until};
 
+const METRICS_PORT: u16 = 9179;
+
 struct Lab {
     frr: Frr,
     node: WeftNode,
@@ -39,7 +41,7 @@ impl Lab {
         .into_iter()
         .map(|peer| weft_extra.iter().fold(peer, |peer, line| peer.with(line)))
         .collect();
-        node.configure("", &peers)?;
+        node.configure(&format!("metrics_listen: {NODE_V4}:{METRICS_PORT}"), &peers)?;
         Ok(Self { frr, node })
     }
 
@@ -161,6 +163,29 @@ fn weft_and_frr_exchange_ipv4_and_ipv6_routes_refresh_them_and_withdraw_when_frr
         text.contains("state: Established") && text.contains("four_octet_as: true"),
         "{text}"
     );
+
+    // Prometheus: what a dashboard of this node shows.
+    let text = lab.node.scrape(&format!("{NODE_V4}:{METRICS_PORT}"))?;
+    let value = |series: &str| metric(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let peer = |name: &str| format!("weft_bgp_{name}{{peer=\"{TOR_V4}\"}}");
+    assert_eq!(value("weft_bgp_sessions{state=\"Established\"}"), 2.0);
+    assert_eq!(value("weft_bgp_sessions{state=\"Idle\"}"), 0.0);
+    assert_eq!(
+        value(&peer("prefixes_received")),
+        2.0,
+        "weft's own prefix comes back too"
+    );
+    assert_eq!(value(&peer("prefixes_accepted")), 1.0);
+    assert_eq!(value(&peer("prefixes_sent")), 1.0);
+    assert!(value(&peer("updates_received_total")) >= 1.0);
+    assert!(value(&peer("updates_sent_total")) >= 3.0, "routes, End-of-RIB, refresh");
+    assert!(
+        value(&peer("fsm_transitions_total")) >= 4.0,
+        "Idle, Connect or Active, OpenSent, OpenConfirm, Established"
+    );
+    assert_eq!(value(&peer("established_transitions_total")), 1.0);
+    assert_eq!(value("weft_bgp_kernel_routes"), 2.0, "FRR's IPv4 and IPv6 prefixes");
+
     let unknown = lab.node.weftctl_value(&["neighbor", "198.19.9.9"])?;
     assert!(
         unknown.is_none(),
@@ -180,6 +205,13 @@ fn weft_and_frr_exchange_ipv4_and_ipv6_routes_refresh_them_and_withdraw_when_frr
     let neighbor = lab.node.weftctl_value(&["neighbor", TOR_V4])?.expect("an answer");
     // FRR's bgpd closes its sessions on SIGTERM without a NOTIFICATION.
     assert_eq!(neighbor["last_error"], "connection lost", "{neighbor}");
+    let text = lab.node.scrape(&format!("{NODE_V4}:{METRICS_PORT}"))?;
+    assert_eq!(
+        metric(&text, "weft_bgp_sessions{state=\"Established\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "weft_bgp_kernel_routes"), Some(0.0), "{text}");
     Ok(())
 }
 

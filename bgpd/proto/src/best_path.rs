@@ -11,7 +11,8 @@
 //!    lowest value (§9.1.2.2 c);
 //! 5. eBGP-learned before iBGP-learned (§9.1.2.2 d); (e, interior cost to the next hop, needs
 //!    the FIB and is not applied yet);
-//! 6. lowest BGP Identifier of the advertising peer (§9.1.2.2 f);
+//! 6. lowest BGP Identifier of the advertising peer (§9.1.2.2 f), its ORIGINATOR_ID in its
+//!    stead for a reflected route (RFC 4456 §9), then the shortest CLUSTER_LIST (RFC 4456 §9);
 //! 7. lowest peer address (§9.1.2.2 g).
 //!
 //! Because every step works on the whole set and the last one is a total order on peers (one
@@ -52,11 +53,16 @@ pub fn multipath(paths: &[Path], max_paths: usize) -> Vec<usize> {
     candidates
 }
 
-/// §9.1.2.2 (f) and (g): lowest BGP Identifier, then lowest peer address.
-fn tie_break(path: &Path) -> (u32, Option<std::net::IpAddr>) {
+/// §9.1.2.2 (f) and (g): lowest BGP Identifier (the ORIGINATOR_ID of a reflected route, RFC
+/// 4456 §9), shortest CLUSTER_LIST, then lowest peer address.
+fn tie_break(path: &Path) -> (u32, usize, Option<std::net::IpAddr>) {
     match path.source {
-        PathSource::Peer(peer) => (u32::from(peer.router_id), Some(peer.address)),
-        PathSource::Local => (0, None),
+        PathSource::Peer(peer) => (
+            u32::from(path.attributes.originator_id.unwrap_or(peer.router_id)),
+            path.attributes.cluster_list.len(),
+            Some(peer.address),
+        ),
+        PathSource::Local => (0, 0, None),
     }
 }
 
@@ -109,6 +115,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 19, 1, last),
             asn,
             internal,
+            reflector_client: false,
         })
     }
 
@@ -123,8 +130,26 @@ mod tests {
                 local_pref,
                 communities: Vec::new(),
                 large_communities: Vec::new(),
+                originator_id: None,
+                cluster_list: Vec::new(),
             }),
         }
+    }
+
+    #[test]
+    fn a_reflected_route_ties_on_its_originator_id_then_on_its_cluster_list() {
+        let reflected = |last: u8, originator: [u8; 4], clusters: usize| {
+            let mut path = path(peer(last, 65001, true), &[65000], None, None);
+            let attributes = Arc::make_mut(&mut path.attributes);
+            attributes.originator_id = Some(Ipv4Addr::from(originator));
+            attributes.cluster_list = vec![Ipv4Addr::new(198, 19, 9, 9); clusters];
+            path
+        };
+        // Peer 1 has the lower router id, but peer 2's route comes from a lower originator.
+        let paths = [reflected(1, [198, 19, 5, 5], 1), reflected(2, [198, 19, 4, 4], 1)];
+        assert_eq!(best_path(&paths), Some(1));
+        let paths = [reflected(1, [198, 19, 4, 4], 2), reflected(2, [198, 19, 4, 4], 1)];
+        assert_eq!(best_path(&paths), Some(1), "the shorter CLUSTER_LIST");
     }
 
     #[test]

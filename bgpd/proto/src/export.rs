@@ -5,8 +5,8 @@
 //! session neither accepts nor sends anything without an explicit policy; iBGP defaults to
 //! accept), [`import`] (AS_PATH loop detection, §9.1.2, then the policy) and
 //! [`export_attributes`]: which best path a peer may see and with what attributes —
-//! - never back to the peer it came from, never an iBGP-learned path to an iBGP peer (§9.2,
-//!   no route reflection yet);
+//! - never back to the peer it came from, never an iBGP-learned path to an iBGP peer (§9.2)
+//!   unless we reflect it ([`crate::route_reflection`], RFC 4456);
 //! - to eBGP: our AS prepended (§5.1.2), NEXT_HOP set to our address on the session (§5.1.3),
 //!   LOCAL_PREF dropped (§5.1.5), MULTI_EXIT_DISC not passed on to another AS (§5.1.4);
 //! - to iBGP: AS_PATH unchanged, LOCAL_PREF set (§5.1.5), NEXT_HOP kept for learned routes and
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::policy::NamedPolicy;
 use crate::route::{Path, PathAttributes, PathSource, PeerInfo, Prefix};
+use crate::route_reflection::{may_reflect, originator, reflected};
 
 /// An import or export policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct ExportSession {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// The export policy.
     pub policy: Policy,
+    /// Our cluster id when we reflect routes (RFC 4456: some iBGP peer is our client); `None`:
+    /// no iBGP-learned route goes to an iBGP peer.
+    pub cluster_id: Option<Ipv4Addr>,
 }
 
 /// The attributes with which a route from a peer enters the Loc-RIB, or `None` if it may not:
@@ -103,10 +107,20 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
     if session.policy == Policy::Reject {
         return None;
     }
-    if let PathSource::Peer(from) = best.source
-        && (from.address == session.peer.address || (from.internal && session.peer.internal))
-    {
-        return None;
+    let mut reflect = None;
+    if let PathSource::Peer(from) = best.source {
+        if from.address == session.peer.address {
+            return None;
+        }
+        if from.internal && session.peer.internal {
+            // §9.2: never iBGP to iBGP, unless we reflect it (RFC 4456 §6), and then never to
+            // the router that originated it.
+            let cluster_id = session.cluster_id?;
+            if !may_reflect(&from, &session.peer) || originator(&best.attributes, &from) == session.peer.router_id {
+                return None;
+            }
+            reflect = Some((from, cluster_id));
+        }
     }
     let self_next_hop = match prefix {
         Prefix::V4(_) => session.next_hop_v4.map(IpAddr::V4),
@@ -118,7 +132,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
             PathSource::Local => self_next_hop?,
             PathSource::Peer(_) => attributes.next_hop,
         };
-        return Some(Arc::new(PathAttributes {
+        let sent = PathAttributes {
             origin: attributes.origin,
             as_path: attributes.as_path.clone(),
             next_hop,
@@ -126,6 +140,17 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
             local_pref: Some(best.local_pref()),
             communities: attributes.communities.clone(),
             large_communities: attributes.large_communities.clone(),
+            originator_id: attributes.originator_id,
+            cluster_list: attributes.cluster_list.clone(),
+        };
+        return Some(Arc::new(match reflect {
+            Some((from, cluster_id)) => reflected(&sent, &from, cluster_id),
+            // Originated here or learned over eBGP: neither attribute belongs to it.
+            None => PathAttributes {
+                originator_id: None,
+                cluster_list: Vec::new(),
+                ..sent
+            },
         }));
     }
     let med = match best.source {
@@ -141,6 +166,8 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         local_pref: None,
         communities: attributes.communities.clone(),
         large_communities: attributes.large_communities.clone(),
+        originator_id: None,
+        cluster_list: Vec::new(),
     }))
 }
 
@@ -155,6 +182,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 19, 1, last),
             asn,
             internal,
+            reflector_client: false,
         }
     }
 
@@ -165,6 +193,7 @@ mod tests {
             next_hop_v4: Some(Ipv4Addr::new(198, 19, 0, 2)),
             next_hop_v6: None,
             policy,
+            cluster_id: None,
         }
     }
 
@@ -179,6 +208,8 @@ mod tests {
                 local_pref: None,
                 communities: Vec::new(),
                 large_communities: Vec::new(),
+                originator_id: None,
+                cluster_list: Vec::new(),
             }),
         }
     }
@@ -224,6 +255,46 @@ mod tests {
             None
         );
         assert!(export_attributes(&prefix("198.18.2.0/24"), &learned(peer(1, 65000, false)), &ibgp).is_some());
+    }
+
+    #[test]
+    fn a_reflector_passes_client_routes_on_with_originator_and_cluster_list() {
+        let cluster = Ipv4Addr::new(198, 19, 0, 2);
+        let client = PeerInfo {
+            reflector_client: true,
+            ..peer(3, 65001, true)
+        };
+        let learned = Path {
+            source: PathSource::Peer(client),
+            ..local_path()
+        };
+        let mut other = session(peer(4, 65001, true), Policy::Accept);
+        other.cluster_id = Some(cluster);
+        let sent = export_attributes(&prefix("198.18.2.0/24"), &learned, &other).expect("reflected");
+        assert_eq!(sent.originator_id, Some(client.router_id));
+        assert_eq!(sent.cluster_list, vec![cluster]);
+        // Never back to its originator, even over another session.
+        let mut originator = session(peer(5, 65001, true), Policy::Accept);
+        originator.peer.router_id = client.router_id;
+        originator.cluster_id = Some(cluster);
+        assert_eq!(export_attributes(&prefix("198.18.2.0/24"), &learned, &originator), None);
+        // Non-client to non-client: not reflected.
+        let from_non_client = Path {
+            source: PathSource::Peer(peer(6, 65001, true)),
+            ..local_path()
+        };
+        assert_eq!(
+            export_attributes(&prefix("198.18.2.0/24"), &from_non_client, &other),
+            None
+        );
+        // To eBGP: neither attribute.
+        let reflected_path = Path {
+            source: PathSource::Peer(client),
+            attributes: sent.clone(),
+        };
+        let tor = session(peer(1, 65000, false), Policy::Accept);
+        let out = export_attributes(&prefix("198.18.2.0/24"), &reflected_path, &tor).expect("exported");
+        assert_eq!((out.originator_id, out.cluster_list.len()), (None, 0));
     }
 
     #[test]

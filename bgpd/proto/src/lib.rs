@@ -21,6 +21,7 @@
 //! | [`best_path`] | the Decision Process | 4271 §9.1.2 |
 //! | [`graceful_restart`] | which stale routes a restarting peer keeps, and when they go | 4724 §4; 8538 |
 //! | [`policy`] | named policies: prefix lists with ge/le, communities, AS_PATH; set and prepend | 1997; 8092 |
+//! | [`route_reflection`] | what a route reflector reflects, ORIGINATOR_ID, CLUSTER_LIST, loops | 4456 |
 //! | [`export`] | import/export policy (accept, reject), attributes sent to a peer | 4271 §5.1, §9.2; 8212 |
 
 pub mod best_path;
@@ -35,6 +36,7 @@ pub mod notification;
 pub mod policy;
 pub mod rib;
 pub mod route;
+pub mod route_reflection;
 pub mod timers;
 pub mod update;
 

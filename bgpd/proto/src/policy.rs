@@ -228,6 +228,8 @@ mod tests {
             local_pref: None,
             communities: communities.to_vec(),
             large_communities: Vec::new(),
+            originator_id: None,
+            cluster_list: Vec::new(),
         }
     }
 

@@ -219,6 +219,8 @@ mod tests {
             local_pref: None,
             communities: Vec::new(),
             large_communities: Vec::new(),
+            originator_id: None,
+            cluster_list: Vec::new(),
         })
     }
 
@@ -228,6 +230,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 19, 1, last),
             asn: 65000,
             internal: false,
+            reflector_client: false,
         })
     }
 

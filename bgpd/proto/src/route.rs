@@ -136,6 +136,12 @@ pub struct PathAttributes {
     pub communities: Vec<u32>,
     /// LARGE_COMMUNITY (RFC 8092): global administrator, local data 1, local data 2.
     pub large_communities: Vec<[u32; 3]>,
+    /// ORIGINATOR_ID (RFC 4456 §8): the router id of the route's originator in the AS, set by
+    /// the first route reflector; iBGP only.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST (RFC 4456 §8): the clusters the route was reflected through, most recent
+    /// first; iBGP only.
+    pub cluster_list: Vec<Ipv4Addr>,
 }
 
 /// Where a path came from.
@@ -168,6 +174,8 @@ pub struct PeerInfo {
     pub asn: u32,
     /// Whether the peer is in our AS (iBGP).
     pub internal: bool,
+    /// Whether the peer is our route reflection client (RFC 4456), iBGP only.
+    pub reflector_client: bool,
 }
 
 /// One path to a prefix.

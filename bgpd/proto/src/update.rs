@@ -21,9 +21,9 @@ use ipnet::IpNet;
 use netgauze_bgp_pkt::community::{Community, LargeCommunity};
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
-    As2PathSegment, As4PathSegment, AsPath as WireAsPath, AsPathSegmentType, Communities, LargeCommunities,
-    LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin as WireOrigin, PathAttribute,
-    PathAttributeValue,
+    As2PathSegment, As4Path, As4PathSegment, AsPath as WireAsPath, AsPathSegmentType, ClusterId, ClusterList,
+    Communities, LargeCommunities, LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop,
+    Origin as WireOrigin, Originator, PathAttribute, PathAttributeValue,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
@@ -62,6 +62,10 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
     let mut local_pref = None;
     let mut communities = Vec::new();
     let mut large_communities = Vec::new();
+    let mut originator_id = None;
+    let mut cluster_list = Vec::new();
+    let mut two_octet_as_path = false;
+    let mut as4_path = None;
     let mut mp_v4: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut mp_v6: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut routes = ReceivedRoutes {
@@ -81,7 +85,21 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     WireOrigin::Incomplete => Origin::Incomplete,
                 })
             }
-            PathAttributeValue::AsPath(path) => as_path = Some(read_as_path(path)),
+            PathAttributeValue::AsPath(path) => {
+                two_octet_as_path = matches!(path, WireAsPath::As2PathSegments(_));
+                as_path = Some(read_as_path(path));
+            }
+            PathAttributeValue::As4Path(path) => {
+                as4_path = Some(AsPath(
+                    path.segments()
+                        .iter()
+                        .map(|s| match s.segment_type() {
+                            AsPathSegmentType::AsSet => AsPathSegment::Set(s.as_numbers().to_vec()),
+                            AsPathSegmentType::AsSequence => AsPathSegment::Sequence(s.as_numbers().to_vec()),
+                        })
+                        .collect(),
+                ));
+            }
             PathAttributeValue::NextHop(next_hop) => next_hop_v4 = Some(IpAddr::V4(next_hop.next_hop())),
             PathAttributeValue::MultiExitDiscriminator(value) => med = Some(value.metric()),
             PathAttributeValue::LocalPreference(value) => local_pref = Some(value.metric()),
@@ -94,6 +112,10 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     .iter()
                     .map(|c| [c.global_admin(), c.local_data1(), c.local_data2()])
                     .collect();
+            }
+            PathAttributeValue::Originator(value) => originator_id = Some(value.id()),
+            PathAttributeValue::ClusterList(value) => {
+                cluster_list = value.cluster_list().iter().map(|id| id.id()).collect();
             }
             PathAttributeValue::MpReach(MpReach::Ipv4Unicast { next_hop, nlri, .. }) => {
                 let prefixes = nlri.iter().map(|a| IpNet::V4(a.network().address())).collect();
@@ -113,6 +135,11 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                 .extend(nlri.iter().map(|a| IpNet::V6(a.network().address()))),
             _ => {}
         }
+    }
+    // RFC 6793 §4.2.3: from a 2-octet speaker, AS4_PATH carries the true AS numbers that
+    // AS_PATH shows as AS_TRANS; from a 4-octet speaker it is ignored (§4.1).
+    if two_octet_as_path && let (Some(path), Some(as4_path)) = (as_path.as_mut(), as4_path.as_ref()) {
+        *path = merge_as4_path(path, as4_path);
     }
     let nlri: Vec<Prefix> = update.nlri().iter().map(|a| IpNet::V4(a.network().address())).collect();
     let groups = [
@@ -135,6 +162,8 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     local_pref,
                     communities: communities.clone(),
                     large_communities: large_communities.clone(),
+                    originator_id,
+                    cluster_list: cluster_list.clone(),
                 });
                 routes
                     .advertised
@@ -170,6 +199,42 @@ fn read_as_path(path: &WireAsPath) -> AsPath {
     }
 }
 
+/// RFC 6793 §4.2.3: the leading AS numbers of `as_path` that AS4_PATH does not cover, then
+/// AS4_PATH; `as_path` alone when AS4_PATH is the longer (it is then not to be trusted).
+pub fn merge_as4_path(as_path: &AsPath, as4_path: &AsPath) -> AsPath {
+    let (total, covered) = (as_path.length(), as4_path.length());
+    if total < covered {
+        return as_path.clone();
+    }
+    let mut leading = total - covered;
+    let mut segments = Vec::new();
+    for segment in &as_path.0 {
+        if leading == 0 {
+            break;
+        }
+        match segment {
+            AsPathSegment::Sequence(asns) => {
+                let take = leading.min(asns.len());
+                segments.push(AsPathSegment::Sequence(asns[..take].to_vec()));
+                leading -= take;
+            }
+            AsPathSegment::Set(asns) => {
+                segments.push(AsPathSegment::Set(asns.clone()));
+                leading -= 1;
+            }
+        }
+    }
+    for segment in &as4_path.0 {
+        match (segments.last_mut(), segment) {
+            (Some(AsPathSegment::Sequence(last)), AsPathSegment::Sequence(asns)) if last.len() + asns.len() <= 255 => {
+                last.extend_from_slice(asns);
+            }
+            _ => segments.push(segment.clone()),
+        }
+    }
+    AsPath(segments)
+}
+
 fn write_as_path(path: &AsPath, four_octet_as: bool) -> WireAsPath {
     let parts = path.0.iter().map(|segment| match segment {
         AsPathSegment::Sequence(asns) => (AsPathSegmentType::AsSequence, asns),
@@ -182,7 +247,7 @@ fn write_as_path(path: &AsPath, four_octet_as: bool) -> WireAsPath {
                 .collect(),
         )
     } else {
-        // RFC 6793 §4.2.2: AS numbers above 65535 become AS_TRANS (AS4_PATH not sent yet).
+        // RFC 6793 §4.2.2: AS numbers above 65535 become AS_TRANS (AS4_PATH carries them).
         WireAsPath::As2PathSegments(
             parts
                 .map(|(kind, asns)| {
@@ -213,6 +278,24 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
             PathAttributeValue::AsPath(write_as_path(&attributes.as_path, four_octet_as)),
         ),
     ];
+    // RFC 6793 §4.2.2: to a 2-octet speaker, the true path in AS4_PATH when AS_TRANS stands in
+    // for some AS number.
+    if !four_octet_as && attributes.as_path.asns().iter().any(|&asn| asn > u32::from(u16::MAX)) {
+        let segments: Vec<As4PathSegment> = attributes
+            .as_path
+            .0
+            .iter()
+            .map(|segment| match segment {
+                AsPathSegment::Sequence(asns) => As4PathSegment::new(AsPathSegmentType::AsSequence, asns.clone()),
+                AsPathSegment::Set(asns) => As4PathSegment::new(AsPathSegmentType::AsSet, asns.clone()),
+            })
+            .collect();
+        list.push(attribute(
+            true,
+            true,
+            PathAttributeValue::As4Path(As4Path::new(segments)),
+        ));
+    }
     if let Some(med) = attributes.med {
         list.push(attribute(
             true,
@@ -245,6 +328,22 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
             true,
             true,
             PathAttributeValue::LargeCommunities(LargeCommunities::new(communities)),
+        ));
+    }
+    // RFC 4456 §8: optional, non-transitive.
+    if let Some(originator_id) = attributes.originator_id {
+        list.push(attribute(
+            true,
+            false,
+            PathAttributeValue::Originator(Originator::new(originator_id)),
+        ));
+    }
+    if !attributes.cluster_list.is_empty() {
+        let ids: Vec<ClusterId> = attributes.cluster_list.iter().map(|&id| ClusterId::new(id)).collect();
+        list.push(attribute(
+            true,
+            false,
+            PathAttributeValue::ClusterList(ClusterList::new(ids)),
         ));
     }
     list.into_iter().flatten().collect()
@@ -408,7 +507,90 @@ mod tests {
             // 65000:100 and 4200000002:1:2 (RFC 1997, RFC 8092).
             communities: vec![65000 << 16 | 100],
             large_communities: vec![[4_200_000_002, 1, 2]],
+            originator_id: None,
+            cluster_list: Vec::new(),
         }
+    }
+
+    #[test]
+    fn originator_id_and_cluster_list_read_back_as_sent() {
+        let sent = PathAttributes {
+            local_pref: Some(100),
+            originator_id: Some("198.19.0.1".parse().expect("address")),
+            cluster_list: vec![
+                "198.19.0.2".parse().expect("address"),
+                "198.19.9.9".parse().expect("address"),
+            ],
+            ..attributes("198.19.0.1")
+        };
+        let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
+        let update = advertisements(&prefixes, &sent, true)
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        // iBGP attributes: decoded as from an internal peer.
+        let context = CodecContext {
+            internal_peer: true,
+            ..context()
+        };
+        let bytes = encode(&Message::Update(update), &context).expect("encodes");
+        let received = decode_message(&bytes, &context).expect("decodes").expect("kept");
+        assert!(received.update_errors.is_empty(), "{:?}", received.update_errors);
+        let Message::Update(update) = received.message else {
+            panic!("not an UPDATE");
+        };
+        assert_eq!(*read_update(&update).advertised[0].1, sent);
+    }
+
+    #[test]
+    fn a_two_octet_peer_gets_as_trans_and_the_true_path_in_as4_path() {
+        let sent = PathAttributes {
+            as_path: AsPath::default().prepend(4_200_000_002).prepend(65001),
+            ..attributes("198.19.0.1")
+        };
+        let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
+        let update = advertisements(&prefixes, &sent, false)
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        let two_octet = CodecContext::default();
+        let bytes = encode(&Message::Update(update), &two_octet).expect("encodes");
+        let received = decode_message(&bytes, &two_octet).expect("decodes").expect("kept");
+        let Message::Update(update) = received.message else {
+            panic!("not an UPDATE");
+        };
+        let wire_path = update.path_attributes().iter().find_map(|a| match a.value() {
+            PathAttributeValue::AsPath(WireAsPath::As2PathSegments(segments)) => {
+                Some(segments[0].as_numbers().to_vec())
+            }
+            _ => None,
+        });
+        assert_eq!(wire_path, Some(vec![65001, AS_TRANS]), "AS_TRANS on the wire");
+        assert_eq!(
+            read_update(&update).advertised[0].1.as_path.asns(),
+            vec![65001, 4_200_000_002]
+        );
+    }
+
+    #[test]
+    fn as4_path_fills_in_as_trans_and_is_ignored_when_longer() {
+        let seq = |asns: &[u32]| AsPath(vec![AsPathSegment::Sequence(asns.to_vec())]);
+        let as_trans = u32::from(AS_TRANS);
+        assert_eq!(
+            merge_as4_path(
+                &seq(&[65001, as_trans, as_trans]),
+                &seq(&[4_200_000_002, 4_200_000_003])
+            )
+            .0,
+            seq(&[65001, 4_200_000_002, 4_200_000_003]).0
+        );
+        // A prepended 2-octet AS the old speaker added in front stays in front.
+        assert_eq!(
+            merge_as4_path(&seq(&[65002, 65001, as_trans]), &seq(&[4_200_000_002])).asns(),
+            vec![65002, 65001, 4_200_000_002]
+        );
+        let longer = seq(&[1, 2, 3]);
+        assert_eq!(merge_as4_path(&seq(&[as_trans]), &longer), seq(&[as_trans]));
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn paths() -> impl Strategy<Value = Vec<Path>> {
                             as_path.first().copied().unwrap_or(65000)
                         },
                         internal,
+                        reflector_client: false,
                     })
                 };
                 Path {
@@ -56,6 +57,8 @@ fn paths() -> impl Strategy<Value = Vec<Path>> {
                         local_pref,
                         communities: Vec::new(),
                         large_communities: Vec::new(),
+                        originator_id: None,
+                        cluster_list: Vec::new(),
                     }),
                 }
             })

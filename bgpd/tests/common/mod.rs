@@ -71,6 +71,13 @@ pub fn has_route(routes: &str, prefix: &str, next_hop: &str) -> bool {
         .any(|line| line.starts_with(&format!("{prefix} ")) && line.contains(&format!("via {next_hop} ")))
 }
 
+/// The value of one series (`weft_bgp_sessions{state="Established"}`) in a Prometheus text
+/// exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// One weft-bgpd peer entry.
 #[derive(Debug, Clone)]
 pub struct WeftPeer {
@@ -146,10 +153,17 @@ impl WeftNode {
     /// Writes the configuration: AS 65001, id 198.19.0.2, the node's two prefixes, kernel
     /// install on, `top` extra top-level YAML (e.g. `max_paths: 4`), and the peers.
     pub fn configure(&self, top: &str, peers: &[WeftPeer]) -> Result<()> {
+        self.configure_originating(&[NODE_PREFIX_V4, NODE_PREFIX_V6], top, peers)
+    }
+
+    /// [`Self::configure`] with other originated prefixes.
+    pub fn configure_originating(&self, originate: &[&str], top: &str, peers: &[WeftPeer]) -> Result<()> {
+        let originate: Vec<String> = originate.iter().map(|prefix| format!("\"{prefix}\"")).collect();
         let mut yaml = format!(
-            "asn: 65001\nrouter_id: {NODE_V4}\ncontrol_socket: {}\noriginate: [{NODE_PREFIX_V4}, \"{NODE_PREFIX_V6}\"]\n\
+            "asn: 65001\nrouter_id: {NODE_V4}\ncontrol_socket: {}\noriginate: [{}]\n\
              kernel: {{ install: true }}\n{top}\npeers:\n",
-            self.path("weft.sock").display()
+            self.path("weft.sock").display(),
+            originate.join(", ")
         );
         for peer in peers {
             let policy = |key: &str, value: &Option<String>| {
@@ -245,6 +259,27 @@ impl WeftNode {
         Ok(wait_for(&format!("weft to learn {prefix}"), DEADLINE, POLL, || {
             self.learned(prefix)
         })?)
+    }
+
+    /// `GET /metrics` from weft-bgpd's `metrics_listen` address (inside the node's namespace).
+    pub fn scrape(&self, address: &str) -> Result<String> {
+        use std::io::{Read, Write};
+        let address: std::net::SocketAddr = address.parse()?;
+        let response = self.netns.within(|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: weft\r\nConnection: close\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })??;
+        let Some((head, body)) = response.split_once("\r\n\r\n") else {
+            bail!("not an HTTP response: {response}");
+        };
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("GET /metrics: {head}");
+        }
+        Ok(body.to_owned())
     }
 
     /// weft's routes in the node's kernel (`ip route show proto 87`), both families.
@@ -358,6 +393,12 @@ impl Frr {
             bgpd.wait_exit(DEADLINE)?;
         }
         Ok(())
+    }
+
+    /// What bgpd logged (`log stdout debugging`): NOTIFICATIONs received are there by name.
+    pub fn bgpd_log(&self) -> Result<String> {
+        let bgpd = self.bgpd.as_ref().context("FRR's bgpd is not running")?;
+        Ok(bgpd.stdout()? + &bgpd.stderr()?)
     }
 
     /// `vtysh -c C1 -c C2 …` against this FRR's own vty sockets.

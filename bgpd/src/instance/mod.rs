@@ -18,6 +18,8 @@
 //! - with `kernel.install`, the next hops of every changed prefix's best paths (ECMP, up to
 //!   `kernel.max_paths`) go to the FIB task ([`crate::kernel`]).
 //!
+//! Graceful restart bookkeeping is in [`graceful_restart`], the answers to `weftctl` in [`status`].
+//!
 //! Must never: touch a socket (session tasks do), hold a lock, or block on a session task
 //! (session tasks keep taking its commands while they wait for room in its queue).
 
@@ -29,11 +31,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use weft_bgp_proto::export::{ExportSession, Policy, export_attributes, import};
+use weft_bgp_proto::export::{ExportSession, export_attributes, import};
 use weft_bgp_proto::graceful_restart::{SessionEnd, families_flushed_on_reestablish, families_kept};
 use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::rib::OutChange;
 use weft_bgp_proto::route::{AsPath, Origin};
+use weft_bgp_proto::route_reflection::has_looped;
 use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family, family_of, read_update, withdrawals};
 use weft_bgp_proto::wire::iana::RouteRefreshSubcode;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
@@ -41,13 +44,15 @@ use weft_bgp_proto::{
     AddressType, AdjRibIn, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
 };
 
+mod graceful_restart;
+mod reload;
+mod status;
+
 use crate::config::{Config, PeerConfig};
-use crate::control::{
-    ControlRequest, NeighborCapabilities, NeighborCounters, NeighborGracefulRestart, NeighborStatus, NeighborTimers,
-    PeerStatus, RouteStatus,
-};
+use crate::control::ControlRequest;
 use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
+use graceful_restart::{STALE_PATH_TIME, Stale};
 
 /// One configured peer as the instance sees it.
 #[derive(Debug)]
@@ -72,22 +77,8 @@ struct Counters {
     updates_sent: u64,
     route_refreshes_received: u64,
     established_transitions: u64,
+    fsm_transitions: u64,
 }
-
-/// A restarting peer's routes kept in the Loc-RIB (RFC 4724 §4.2).
-#[derive(Debug)]
-struct Stale {
-    /// Whom they were learned from (the new session may bring another router id).
-    source: PathSource,
-    prefixes: BTreeSet<Prefix>,
-    /// Families whose End-of-RIB is awaited.
-    families: Vec<AddressType>,
-    /// When they go if no End-of-RIB came.
-    deadline: Instant,
-}
-
-/// How long stale routes wait for End-of-RIB once the session is back (FRR's stalepath-time).
-const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 /// What an Established session fixed.
 #[derive(Debug)]
@@ -101,6 +92,44 @@ struct Established {
     end_of_rib: Vec<AddressType>,
 }
 
+impl Peer {
+    fn new(config: PeerConfig, commands: mpsc::Sender<PeerCommand>) -> Self {
+        Self {
+            config,
+            state: State::Idle,
+            session: None,
+            adj_rib_in: AdjRibIn::default(),
+            adj_rib_out: AdjRibOut::default(),
+            commands,
+            stale: None,
+            counters: Counters::default(),
+            last_error: None,
+        }
+    }
+}
+
+/// An originated prefix's path: ours, with no AS_PATH and no next hop yet (export sets ours).
+fn local_path(prefix: &Prefix) -> Path {
+    let next_hop = match prefix {
+        Prefix::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Prefix::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    Path {
+        source: PathSource::Local,
+        attributes: Arc::new(PathAttributes {
+            origin: Origin::Igp,
+            as_path: AsPath::default(),
+            next_hop,
+            med: None,
+            local_pref: None,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            originator_id: None,
+            cluster_list: Vec::new(),
+        }),
+    }
+}
+
 impl Established {
     fn carries(&self, prefix: &Prefix) -> bool {
         self.negotiated.has_family(family_of(prefix))
@@ -111,6 +140,11 @@ impl Established {
 #[derive(Debug)]
 pub struct Instance {
     asn: u32,
+    router_id: std::net::Ipv4Addr,
+    /// Our cluster id when we reflect routes (some peer is a route reflector client).
+    cluster_id: Option<std::net::Ipv4Addr>,
+    /// Our cluster id for loop detection, whether we reflect or not.
+    own_cluster_id: std::net::Ipv4Addr,
     loc_rib: LocRib,
     peers: BTreeMap<IpAddr, Peer>,
     /// The FIB task's queue, when `kernel.install` is on.
@@ -135,50 +169,25 @@ impl Instance {
     ) -> Self {
         let mut loc_rib = LocRib::default();
         for prefix in &config.originate {
-            let next_hop = match prefix {
-                Prefix::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                Prefix::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            };
-            let attributes = Arc::new(PathAttributes {
-                origin: Origin::Igp,
-                as_path: AsPath::default(),
-                next_hop,
-                med: None,
-                local_pref: None,
-                communities: Vec::new(),
-                large_communities: Vec::new(),
-            });
-            loc_rib.insert(
-                *prefix,
-                Path {
-                    source: PathSource::Local,
-                    attributes,
-                },
-            );
+            loc_rib.insert(*prefix, local_path(prefix));
         }
         let peers = config
             .peers
             .iter()
             .filter_map(|peer| {
                 let commands = commands.get(&peer.address)?.clone();
-                Some((
-                    peer.address,
-                    Peer {
-                        config: peer.clone(),
-                        state: State::Idle,
-                        session: None,
-                        adj_rib_in: AdjRibIn::default(),
-                        adj_rib_out: AdjRibOut::default(),
-                        commands,
-                        stale: None,
-                        counters: Counters::default(),
-                        last_error: None,
-                    },
-                ))
+                Some((peer.address, Peer::new(peer.clone(), commands)))
             })
             .collect();
         Self {
             asn: config.asn,
+            router_id: config.router_id,
+            cluster_id: config
+                .peers
+                .iter()
+                .any(|peer| peer.route_reflector_client)
+                .then_some(config.cluster_id),
+            own_cluster_id: config.cluster_id,
             loc_rib,
             peers,
             reconcile_by: (restarting && fib.is_some())
@@ -207,118 +216,26 @@ impl Instance {
                     Some(event) => self.handle(event).await,
                     None => return,
                 },
-                Some(request) = control.recv() => self.answer(request),
+                Some(request) = control.recv() => match request {
+                    ControlRequest::Reload(reload, done) => {
+                        self.reload(*reload).await;
+                        let _ = done.send(());
+                    }
+                    request => self.answer(request),
+                },
                 () = timer, if deadline.is_some() => self.timeouts().await,
             }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter_map(|peer| peer.stale.as_ref().map(|stale| stale.deadline))
-            .chain(self.reconcile_by)
-            .min()
-    }
-
-    async fn timeouts(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<IpAddr> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| peer.stale.as_ref().is_some_and(|stale| stale.deadline <= now))
-            .map(|(address, _)| *address)
-            .collect();
-        for address in expired {
-            tracing::info!(peer = %address, "graceful restart: stale routes expired");
-            self.flush_stale(address, None).await;
-        }
-        if self.reconcile_by.is_some_and(|by| by <= now) {
-            tracing::info!("graceful restart: not every peer sent End-of-RIB in time; reconciling the kernel now");
-            self.reconcile().await;
-        }
-    }
-
-    /// Removes a peer's stale routes of `families` (all of them with `None`).
-    async fn flush_stale(&mut self, address: IpAddr, families: Option<&[AddressType]>) {
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        let Some(stale) = peer.stale.as_mut() else { return };
-        let flushed: Vec<Prefix> = stale
-            .prefixes
-            .iter()
-            .filter(|prefix| families.is_none_or(|families| families.contains(&family_of(prefix))))
-            .copied()
-            .collect();
-        let source = stale.source;
-        for prefix in &flushed {
-            stale.prefixes.remove(prefix);
-        }
-        if let Some(families) = families {
-            stale.families.retain(|family| !families.contains(family));
-        }
-        if families.is_none() || stale.prefixes.is_empty() || stale.families.is_empty() {
-            // Whatever is left has no End-of-RIB to wait for.
-            let rest: Vec<Prefix> = stale.prefixes.iter().copied().collect();
-            peer.stale = None;
-            return self
-                .remove_paths(address, source, flushed.into_iter().chain(rest).collect())
-                .await;
-        }
-        self.remove_paths(address, source, flushed).await;
-    }
-
-    /// Removes `source`'s paths to `prefixes` from the Loc-RIB and passes the change on.
-    async fn remove_paths(&mut self, address: IpAddr, source: PathSource, prefixes: Vec<Prefix>) {
-        if prefixes.is_empty() {
-            return;
-        }
-        let changed: Vec<Prefix> = prefixes
-            .iter()
-            .filter(|prefix| self.loc_rib.remove(prefix, &source))
-            .copied()
-            .collect();
-        tracing::info!(peer = %address, removed = prefixes.len(), "graceful restart: stale routes removed");
-        self.program_fib(&prefixes).await;
-        self.propagate(&changed).await;
-    }
-
-    /// After our restart: reconcile the kernel once every peer is back with all its End-of-RIBs.
-    async fn reconcile_when_in_sync(&mut self) {
-        if self.reconcile_by.is_none() {
-            return;
-        }
-        let in_sync = self.peers.values().all(|peer| {
-            peer.session.as_ref().is_some_and(|session| {
-                session
-                    .negotiated
-                    .families
-                    .iter()
-                    .filter(|family| matches!(family, AddressType::Ipv4Unicast | AddressType::Ipv6Unicast))
-                    .all(|family| session.end_of_rib.contains(family))
-            })
-        });
-        if in_sync {
-            tracing::info!("graceful restart: End-of-RIB from every peer; reconciling the kernel");
-            self.reconcile().await;
-        }
-    }
-
-    async fn reconcile(&mut self) {
-        self.reconcile_by = None;
-        if let Some(fib) = &self.fib
-            && fib.send(FibRequest::Reconcile).await.is_err()
-        {
-            tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
         }
     }
 
     async fn handle(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::State { peer, state } => {
-                if let Some(peer) = self.peers.get_mut(&peer) {
+                if let Some(peer) = self.peers.get_mut(&peer)
+                    && peer.state != state
+                {
                     peer.state = state;
+                    peer.counters.fsm_transitions += 1;
                 }
             }
             PeerEvent::Established {
@@ -365,6 +282,7 @@ impl Instance {
             router_id: negotiated.peer_router_id,
             asn: negotiated.peer_asn,
             internal: negotiated.peer_asn == local_asn,
+            reflector_client: peer.config.route_reflector_client,
         };
         let export = ExportSession {
             local_asn,
@@ -378,6 +296,7 @@ impl Instance {
                 IpAddr::V4(_) => None,
             },
             policy: peer.config.export.clone(),
+            cluster_id: self.cluster_id,
         };
         for family in &negotiated.families {
             let has_next_hop = match family {
@@ -523,7 +442,14 @@ impl Instance {
             peer.adj_rib_in.insert(prefix, attributes.clone());
             touched.push(prefix);
             let external = !session.export.peer.internal;
-            let best_changed = match import(&peer.config.import, local_asn, external, &prefix, &attributes) {
+            // RFC 4456 §8: a route reflected back to us has looped.
+            let looped = !external && has_looped(&attributes, self.router_id, self.own_cluster_id);
+            let imported = if looped {
+                None
+            } else {
+                import(&peer.config.import, local_asn, external, &prefix, &attributes)
+            };
+            let best_changed = match imported {
                 Some(attributes) => self.loc_rib.insert(prefix, Path { source, attributes }),
                 None => self.loc_rib.remove(&prefix, &source),
             };
@@ -658,155 +584,6 @@ impl Instance {
             self.export_to(address, changed).await;
         }
     }
-
-    fn answer(&self, request: ControlRequest) {
-        match request {
-            ControlRequest::Peers(reply) => {
-                let _ = reply.send(self.peer_status());
-            }
-            ControlRequest::Routes(reply) => {
-                let _ = reply.send(self.route_status());
-            }
-            ControlRequest::Neighbor(address, reply) => {
-                let _ = reply.send(self.neighbor_status(address));
-            }
-        }
-    }
-
-    fn peer_status(&self) -> Vec<PeerStatus> {
-        self.peers
-            .values()
-            .map(|peer| PeerStatus {
-                address: peer.config.address.to_string(),
-                asn: peer.config.asn,
-                state: peer.state.name(),
-                prefixes_received: peer.adj_rib_in.len(),
-                prefixes_accepted: peer
-                    .session
-                    .as_ref()
-                    .map_or(0, |s| count_from(&self.loc_rib, &PathSource::Peer(s.export.peer))),
-                prefixes_sent: peer.adj_rib_out.len(),
-                uptime_seconds: peer.session.as_ref().map_or(0, |s| s.since.elapsed().as_secs()),
-                router_id: peer.session.as_ref().map(|s| s.negotiated.peer_router_id.to_string()),
-                families: peer.session.as_ref().map_or_else(Vec::new, |s| {
-                    s.negotiated.families.iter().filter_map(|f| family_name(*f)).collect()
-                }),
-            })
-            .collect()
-    }
-
-    fn neighbor_status(&self, address: IpAddr) -> Option<NeighborStatus> {
-        let peer = self.peers.get(&address)?;
-        let session = peer.session.as_ref();
-        let negotiated = session.map(|s| &s.negotiated);
-        let policy_name = |policy: &Policy| match policy {
-            Policy::Accept => "accept".to_owned(),
-            Policy::Reject => "reject".to_owned(),
-            Policy::Named(named) => named.name.clone(),
-        };
-        Some(NeighborStatus {
-            address: address.to_string(),
-            asn: peer.config.asn,
-            kind: if peer.config.asn == self.asn { "iBGP" } else { "eBGP" },
-            state: peer.state.name(),
-            router_id: negotiated.map(|n| n.peer_router_id.to_string()),
-            local_address: session.map(|s| s.local_address.to_string()),
-            uptime_seconds: session.map_or(0, |s| s.since.elapsed().as_secs()),
-            timers: NeighborTimers {
-                hold_time_configured: peer.config.hold_time,
-                hold_time: negotiated.map(|n| n.hold_time),
-                keepalive_time: negotiated.map(|n| n.keepalive_time),
-                connect_retry_time: peer.config.connect_retry_time.as_secs(),
-            },
-            capabilities: negotiated.map(|n| NeighborCapabilities {
-                families: n.families.iter().filter_map(|f| family_name(*f)).collect(),
-                four_octet_as: n.four_octet_as,
-                route_refresh: n.route_refresh,
-                enhanced_route_refresh: n.enhanced_route_refresh,
-                extended_messages: n.extended_messages,
-                graceful_restart: n.graceful_restart.as_ref().map(|restart| NeighborGracefulRestart {
-                    restart_time: restart.restart_time,
-                    restarting: restart.restarting,
-                    families: restart
-                        .families
-                        .iter()
-                        .filter_map(|(family, forwarding)| {
-                            family_name(*family).map(|name| format!("{name}{}", if *forwarding { "+" } else { "" }))
-                        })
-                        .collect(),
-                }),
-            }),
-            counters: NeighborCounters {
-                prefixes_received: peer.adj_rib_in.len(),
-                prefixes_accepted: session.map_or(0, |s| count_from(&self.loc_rib, &PathSource::Peer(s.export.peer))),
-                prefixes_sent: peer.adj_rib_out.len(),
-                prefixes_stale: peer.stale.as_ref().map_or(0, |stale| stale.prefixes.len()),
-                updates_received: peer.counters.updates_received,
-                updates_sent: peer.counters.updates_sent,
-                route_refreshes_received: peer.counters.route_refreshes_received,
-                established_transitions: peer.counters.established_transitions,
-            },
-            import: policy_name(&peer.config.import),
-            export: policy_name(&peer.config.export),
-            max_prefix: peer.config.max_prefix.map(|m| m.limit),
-            md5: peer.config.password.is_some(),
-            last_error: peer.last_error.clone(),
-        })
-    }
-
-    fn route_status(&self) -> Vec<RouteStatus> {
-        let mut routes = Vec::new();
-        for (prefix, destination) in self.loc_rib.iter() {
-            let best = destination.best().map(|p| p.source);
-            for path in destination.paths() {
-                let attributes = &path.attributes;
-                routes.push(RouteStatus {
-                    prefix: prefix.to_string(),
-                    best: Some(path.source) == best,
-                    from: path
-                        .source
-                        .peer_address()
-                        .map_or_else(|| "local".to_owned(), |a| a.to_string()),
-                    next_hop: path.source.peer_address().map(|_| attributes.next_hop.to_string()),
-                    as_path: attributes.as_path.asns(),
-                    origin: attributes.origin.name(),
-                    med: attributes.med,
-                    local_pref: attributes.local_pref,
-                    communities: attributes
-                        .communities
-                        .iter()
-                        .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
-                        .collect(),
-                    large_communities: attributes
-                        .large_communities
-                        .iter()
-                        .map(|[global, one, two]| format!("{global}:{one}:{two}"))
-                        .collect(),
-                    stale: self.peers.values().any(|peer| {
-                        peer.stale
-                            .as_ref()
-                            .is_some_and(|stale| stale.source == path.source && stale.prefixes.contains(prefix))
-                    }),
-                });
-            }
-        }
-        routes
-    }
-}
-
-fn family_name(family: AddressType) -> Option<&'static str> {
-    match family {
-        AddressType::Ipv4Unicast => Some("ipv4-unicast"),
-        AddressType::Ipv6Unicast => Some("ipv6-unicast"),
-        _ => None,
-    }
-}
-
-fn count_from(loc_rib: &LocRib, source: &PathSource) -> usize {
-    loc_rib
-        .iter()
-        .filter(|(_, destination)| destination.paths().iter().any(|p| &p.source == source))
-        .count()
 }
 
 async fn send(peer: &mut Peer, updates: Vec<BgpUpdateMessage>) {
