@@ -8,6 +8,7 @@ use clap::Parser;
 use rscni_plugin::async_cni::Plugin;
 use rscni_plugin::version::SpecVersion;
 use weft_cni::WeftCni;
+use weft_cni::dataplane::Kernel;
 
 /// weft's CNI plugin: gives each pod a veth, its addresses and routes. Run by a container
 /// runtime, not by hand.
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
         ],
     )
     .msg(concat!("weft-cni ", env!("CARGO_PKG_VERSION")));
-    match runtime.block_on(plugin.run(&WeftCni)) {
+    match runtime.block_on(plugin.run(&WeftCni { dataplane: Kernel })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::warn!(%error, "CNI call failed");

@@ -4,11 +4,14 @@
 //! STATUS asks the store and the pools, GC releases attachments the runtime no longer knows.
 //!
 //! The handle of an attachment is `network.containerid.ifname`, as weft-ipam's. Allocations and
-//! releases on one host are serialised by the same file lock weft-ipam takes; the data path of
-//! each pod (its own veth and namespace) is built outside the lock, so pods set up in parallel. Errors are CNI error objects: 7
-//! for a wrong configuration (naming the key), 4 for a missing variable, 11 when the store is
-//! unreachable, 100 when the pools are exhausted, 110 when CHECK finds the attachment damaged,
-//! 111 when the kernel refuses the data path.
+//! releases on one host are serialised by the same file lock weft-ipam takes, held only around
+//! them (the settings and pools are read before). Each pod's start-up path overlaps the disk
+//! and the kernel: the allocation runs (on a thread of its own) while the address-free half of
+//! the data path is built, and the endpoint record is written while the addresses and routes
+//! go in; DEL releases while the kernel removes the veth. Errors are CNI error objects: 7 for a
+//! wrong configuration (naming the key), 4 for a missing variable, 8 for a missing namespace,
+//! 11 when the store is unreachable, 100 when the pools are exhausted, 110 when CHECK finds the
+//! attachment damaged, 111 when the kernel refuses the data path.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -27,7 +30,7 @@ use weft_ipam::gc::{ATTRIBUTE_CONTAINER, ATTRIBUTE_NAMESPACE, ATTRIBUTE_POD};
 use weft_ipam::{Allocator, IpamError, Request};
 
 use crate::config::{CniConfig, endpoint_name, host_interface_name, pod_mac};
-use crate::dataplane::{self, DataplaneError, GATEWAY_V4, HOST_MAC, Plan, format_mac};
+use crate::dataplane::{self, Dataplane, DataplaneError, GATEWAY_V4, GATEWAY_V6, HOST_MAC, Kernel, Plan, format_mac};
 
 /// The allocation attribute naming the pod's interface (as weft-ipam's).
 const ATTRIBUTE_IFNAME: &str = weft_ipam::cni::ATTRIBUTE_IFNAME;
@@ -36,9 +39,12 @@ pub const CODE_DAMAGED: u32 = 110;
 /// The kernel refused part of the data path.
 pub const CODE_KERNEL: u32 = 111;
 
-/// The plugin. It keeps nothing between calls.
+/// The plugin. It keeps nothing between calls; `D` is its data path (the kernel's, but in unit
+/// tests of the verbs' error paths).
 #[derive(Debug, Default)]
-pub struct WeftCni;
+pub struct WeftCni<D = Kernel> {
+    pub dataplane: D,
+}
 
 fn store_error(error: StoreError) -> CniError {
     cni_error(IpamError::Store(error))
@@ -148,31 +154,21 @@ impl Call {
     }
 
     async fn delete_endpoint(&self, namespace: &str, name: &str) -> Result<(), CniError> {
-        let key = Key::new(&Kind::of::<WorkloadEndpoint>(), Some(namespace), name);
-        match self.store().delete(&key, None).await {
-            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-            Err(error) => Err(store_error(error)),
-        }
+        delete_endpoint(self.store(), namespace, name).await
     }
 }
 
 /// The result of an ADD: host veth (index 0), pod interface (index 1), addresses, routes.
-fn result_of(
-    attachment: &Attachment,
-    netns: &str,
-    mtu: Option<u32>,
-    addresses: &[IpAddr],
-    made: &dataplane::Made,
-) -> CNIResult {
+fn result_of(attachment: &Attachment, netns: &str, addresses: &[IpAddr], made: &dataplane::Made) -> CNIResult {
     let interface = |name: &str, mac: &[u8], sandbox: Option<String>| Interface {
         name: name.to_owned(),
         mac: format_mac(mac),
-        mtu,
+        mtu: Some(made.mtu),
         sandbox,
         socket_path: None,
         pci_id: None,
     };
-    let v6_gateway = made.host_link_local.map(IpAddr::V6);
+    let v6_gateway = Some(IpAddr::V6(GATEWAY_V6));
     let ips = addresses
         .iter()
         .map(|address| IpConfig {
@@ -214,8 +210,69 @@ fn result_of(
     }
 }
 
+/// Removes an endpoint record; one already gone is fine.
+async fn delete_endpoint(store: &Arc<dyn Store>, namespace: &str, name: &str) -> Result<(), CniError> {
+    let key = Key::new(&Kind::of::<WorkloadEndpoint>(), Some(namespace), name);
+    match store.delete(&key, None).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+/// Creates the endpoint record, or replaces the one a previous ADD left.
+async fn record(store: &Arc<dyn Store>, endpoint: WorkloadEndpoint) -> Result<(), CniError> {
+    match store.create_as(&endpoint).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::AlreadyExists { .. }) => {
+            let mut replacement = endpoint;
+            let existing: Option<WorkloadEndpoint> = store
+                .get_as(
+                    replacement.metadata.namespace.as_deref(),
+                    replacement.metadata.name.as_deref().unwrap_or_default(),
+                )
+                .await
+                .map_err(store_error)?;
+            replacement.metadata.resource_version = existing.and_then(|e| e.metadata.resource_version);
+            store.update_as(&replacement).await.map(|_| ()).map_err(store_error)
+        }
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+/// Runs store work on a thread of its own: the file store waits for the disk in the calling
+/// thread, and this way those waits overlap with the kernel's work on the data path instead of
+/// adding to it.
+async fn off_thread<T: Send + 'static>(
+    work: impl Future<Output = Result<T, CniError>> + Send + 'static,
+) -> Result<T, CniError> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(work))
+        .await
+        .map_err(|error| CniError::IOFailure(format!("a store task failed: {error}")))?
+}
+
 impl Call {
-    async fn add(&self, args: &Args, attachment: &Attachment, netns: &str) -> Result<CNIResult, CniError> {
+    fn plan(&self, attachment: &Attachment, netns: &str) -> Plan {
+        Plan {
+            netns: netns.into(),
+            host_ifname: attachment.host_ifname.clone(),
+            pod_ifname: attachment.ifname.clone(),
+            pod_mac: attachment.pod_mac,
+            mtu: self.config.mtu,
+            ipv4: self.config.assign_ipv4,
+            ipv6: self.config.assign_ipv6,
+        }
+    }
+
+    /// ADD: the allocation and the address-free half of the data path at once, then the
+    /// addresses and routes at the same time as the endpoint record.
+    async fn add<D: Dataplane>(
+        &self,
+        dataplane: &D,
+        args: &Args,
+        attachment: &Attachment,
+        netns: &str,
+    ) -> Result<CNIResult, CniError> {
         let pod = parse_cni_args(args.args());
         let mut attributes = BTreeMap::new();
         attributes.insert(ATTRIBUTE_CONTAINER.to_owned(), attachment.container.clone());
@@ -234,28 +291,41 @@ impl Call {
             allowed_use: AllowedUse::Workload,
             reserve_gateway: false,
         };
-        let assigned = {
-            let _host = self.lock()?;
-            self.allocator.allocate(&request).await.map_err(cni_error)?
-        };
-        let addresses: Vec<IpAddr> = assigned.iter().map(|a| a.address).collect();
-        tracing::info!(handle = %attachment.handle, ?addresses, "allocated");
-        let plan = Plan {
-            netns: netns.into(),
-            host_ifname: attachment.host_ifname.clone(),
-            pod_ifname: attachment.ifname.clone(),
-            pod_mac: attachment.pod_mac,
-            mtu: self.config.mtu,
-            addresses: addresses.clone(),
-        };
-        let made = match dataplane::setup(&plan).await {
-            Ok(made) => made,
+        let plan = self.plan(attachment, netns);
+        let allocation = off_thread({
+            let allocator = self.allocator.clone();
+            let lock_file = self.config.lock_file.clone();
+            async move {
+                // The reads that do not depend on other pods' allocations come before the
+                // lock, so that pods starting together queue for less time.
+                let context = allocator.context(&request.node).await.map_err(cni_error)?;
+                let _host = lock_host(&lock_file)?;
+                allocator
+                    .allocate_in_context(&request, &context)
+                    .await
+                    .map_err(cni_error)
+            }
+        });
+        let (assigned, prepared) = tokio::join!(allocation, dataplane.prepare(&plan));
+        let assigned = match assigned {
+            Ok(assigned) => assigned,
             Err(error) => {
-                let error = dataplane_error(error);
-                self.undo(attachment).await;
+                if let Ok(prepared) = prepared {
+                    dataplane.abandon(prepared, &plan).await;
+                }
                 return Err(error);
             }
         };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.undo(attachment).await;
+                return Err(dataplane_error(error));
+            }
+        };
+        let addresses: Vec<IpAddr> = assigned.iter().map(|a| a.address).collect();
+        tracing::info!(handle = %attachment.handle, ?addresses, "allocated");
+
         let (namespace, name) = self.endpoint_key(args, attachment);
         let mut endpoint = WorkloadEndpoint::new(
             &name,
@@ -272,33 +342,33 @@ impl Call {
             },
         );
         endpoint.metadata.namespace = Some(namespace.clone());
-        if let Err(error) = self.record(endpoint, &namespace, &name).await {
-            if let Err(undo) = dataplane::teardown(&attachment.host_ifname).await {
-                tracing::warn!(error = %undo, "cannot remove the veth of a failed ADD");
+        let recording = off_thread({
+            let store = Arc::clone(self.store());
+            async move { record(&store, endpoint).await }
+        });
+        let (made, recorded) = tokio::join!(dataplane.finish(prepared, &plan, &addresses), recording);
+        match (made, recorded) {
+            (Ok(made), Ok(())) => {
+                tracing::info!(handle = %attachment.handle, host = %attachment.host_ifname, "attached");
+                Ok(result_of(attachment, netns, &addresses, &made))
             }
-            self.undo(attachment).await;
-            return Err(error);
-        }
-        tracing::info!(handle = %attachment.handle, host = %attachment.host_ifname, "attached");
-        Ok(result_of(attachment, netns, self.config.mtu, &addresses, &made))
-    }
-
-    /// Creates the endpoint record, or replaces the one a previous ADD left.
-    async fn record(&self, endpoint: WorkloadEndpoint, namespace: &str, name: &str) -> Result<(), CniError> {
-        match self.store().create_as(&endpoint).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::AlreadyExists { .. }) => {
-                let mut replacement = endpoint;
-                let existing: Option<WorkloadEndpoint> =
-                    self.store().get_as(Some(namespace), name).await.map_err(store_error)?;
-                replacement.metadata.resource_version = existing.and_then(|e| e.metadata.resource_version);
-                self.store()
-                    .update_as(&replacement)
-                    .await
-                    .map(|_| ())
-                    .map_err(store_error)
+            (Err(error), recorded) => {
+                // finish removed the veth.
+                if recorded.is_ok()
+                    && let Err(undo) = self.delete_endpoint(&namespace, &name).await
+                {
+                    tracing::warn!(error = %undo.details(), "cannot remove the endpoint record of a failed ADD");
+                }
+                self.undo(attachment).await;
+                Err(dataplane_error(error))
             }
-            Err(error) => Err(store_error(error)),
+            (Ok(_), Err(error)) => {
+                if let Err(undo) = dataplane.teardown(&attachment.host_ifname).await {
+                    tracing::warn!(error = %undo, "cannot remove the veth of a failed ADD");
+                }
+                self.undo(attachment).await;
+                Err(error)
+            }
         }
     }
 
@@ -320,7 +390,7 @@ fn netns_of(args: &Args) -> Result<String, CniError> {
 }
 
 #[async_trait::async_trait]
-impl rscni_plugin::async_cni::Cni for WeftCni {
+impl<D: Dataplane> rscni_plugin::async_cni::Cni for WeftCni<D> {
     async fn add(&self, args: Args) -> Result<CNIResult, CniError> {
         let call = Call::open(&args).await?;
         let attachment = call.attachment(&args)?;
@@ -330,24 +400,31 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
                 "network namespace {netns} (CNI_NETNS) does not exist"
             )));
         }
-        call.add(&args, &attachment, &netns).await
+        call.add(&self.dataplane, &args, &attachment, &netns).await
     }
 
     async fn del(&self, args: Args) -> Result<(), CniError> {
         let call = Call::open(&args).await?;
         let attachment = call.attachment(&args)?;
-        let removed = dataplane::teardown(&attachment.host_ifname)
-            .await
-            .map_err(dataplane_error)?;
-        let released = {
-            let _host = call.lock()?;
-            call.allocator
-                .release_handle(&attachment.handle)
-                .await
-                .map_err(cni_error)?
-        };
         let (namespace, name) = call.endpoint_key(&args, &attachment);
-        call.delete_endpoint(&namespace, &name).await?;
+        // The store's part while the kernel removes the veth: an address released before its
+        // old veth is gone is safe, a new pod's host route replaces the old one.
+        let store_side = off_thread({
+            let allocator = call.allocator.clone();
+            let lock_file = call.config.lock_file.clone();
+            let handle = attachment.handle.clone();
+            async move {
+                let released = {
+                    let _host = lock_host(&lock_file)?;
+                    allocator.release_handle(&handle).await.map_err(cni_error)?
+                };
+                delete_endpoint(allocator.store(), &namespace, &name).await?;
+                Ok(released)
+            }
+        });
+        let (removed, released) = tokio::join!(self.dataplane.teardown(&attachment.host_ifname), store_side);
+        let removed = removed.map_err(dataplane_error)?;
+        let released = released?;
         tracing::info!(handle = %attachment.handle, removed, ?released, "detached");
         Ok(())
     }
@@ -382,15 +459,8 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
                 }
             }
         }
-        let plan = Plan {
-            netns: netns.into(),
-            host_ifname: attachment.host_ifname.clone(),
-            pod_ifname: attachment.ifname.clone(),
-            pod_mac: attachment.pod_mac,
-            mtu: call.config.mtu,
-            addresses: held,
-        };
-        problems.extend(dataplane::inspect(&plan).await.map_err(dataplane_error)?);
+        let plan = call.plan(&attachment, &netns);
+        problems.extend(self.dataplane.inspect(&plan, &held).await.map_err(dataplane_error)?);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -423,7 +493,7 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
         let mut failures = Vec::new();
         for (handle, (container, ifname)) in stale {
             let attachment = call.attachment_of(&container, &ifname);
-            if let Err(error) = dataplane::teardown(&attachment.host_ifname).await {
+            if let Err(error) = self.dataplane.teardown(&attachment.host_ifname).await {
                 failures.push(format!("{}: {error}", attachment.host_ifname));
             }
             let host = call.lock()?;
@@ -449,7 +519,7 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
             if !ours || valid.contains(&(spec.container_id.clone(), spec.endpoint.clone())) {
                 continue;
             }
-            if let Err(error) = dataplane::teardown(&spec.interface_name).await {
+            if let Err(error) = self.dataplane.teardown(&spec.interface_name).await {
                 failures.push(format!("{}: {error}", spec.interface_name));
             }
             let (namespace, name) = (
@@ -469,5 +539,195 @@ impl rscni_plugin::async_cni::Cni for WeftCni {
                 failures.join("; ")
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verbs' error paths, with a test double of the data path (the real one is tested in
+    //! network namespaces, tests/plugin.rs) and a real file store.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Mutex;
+
+    use rscni_plugin::async_cni::Cni;
+    use rscni_plugin::test_util::ArgsBuilder;
+    use serde_json::json;
+    use weft_api::resources::{IPPool, IPPoolSpec};
+    use weft_ipam::Assigned;
+
+    use super::*;
+    use crate::dataplane::Made;
+
+    /// A test double of the data path: no kernel; each step succeeds unless the test made it
+    /// fail, and every call is recorded.
+    #[derive(Default)]
+    struct FakeDataplane {
+        fail_prepare: Option<fn() -> DataplaneError>,
+        fail_finish: bool,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl FakeDataplane {
+        fn called(&self, call: &'static str) {
+            self.calls.lock().unwrap().push(call);
+        }
+
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Dataplane for FakeDataplane {
+        type Prepared = ();
+
+        async fn prepare(&self, _plan: &Plan) -> Result<(), DataplaneError> {
+            self.called("prepare");
+            self.fail_prepare.map_or(Ok(()), |error| Err(error()))
+        }
+
+        async fn finish(&self, _: (), _plan: &Plan, _addresses: &[IpAddr]) -> Result<Made, DataplaneError> {
+            self.called("finish");
+            if self.fail_finish {
+                return Err(DataplaneError::Missing("the kernel said no (test double)".into()));
+            }
+            Ok(Made { mtu: 1500 })
+        }
+
+        async fn abandon(&self, _: (), _plan: &Plan) {
+            self.called("abandon");
+        }
+
+        async fn teardown(&self, _host_ifname: &str) -> Result<bool, DataplaneError> {
+            self.called("teardown");
+            Ok(false)
+        }
+
+        async fn inspect(&self, _plan: &Plan, _addresses: &[IpAddr]) -> Result<Vec<String>, DataplaneError> {
+            self.called("inspect");
+            Ok(Vec::new())
+        }
+    }
+
+    struct Node {
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+    }
+
+    async fn node_with_pool(cidr: &str, block_size: u8) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store = weft_api::store::open(&format!("file:{}", dir.path().join("store").display()))
+            .await
+            .unwrap();
+        let mut spec: IPPoolSpec = serde_json::from_value(json!({"cidr": cidr})).unwrap();
+        spec.block_size = Some(block_size);
+        store.create_as(&IPPool::new("pool", spec)).await.unwrap();
+        Node { dir, store }
+    }
+
+    impl Node {
+        fn args(&self, container: &str) -> Args {
+            let config = json!({
+                "cniVersion": "1.1.0",
+                "name": "weftnet",
+                "type": "weft-cni",
+                "store": format!("file:{}", self.dir.path().join("store").display()),
+                "nodename": "node-1",
+                "lock_file": self.dir.path().join("cni.lock"),
+                "ipam": {"type": "weft-ipam"},
+            });
+            ArgsBuilder::new()
+                .container_id(container)
+                .unwrap()
+                // Any existing path: the test double never opens it.
+                .netns(&self.dir.path().display().to_string())
+                .ifname("eth0")
+                .unwrap()
+                .args(&format!("K8S_POD_NAMESPACE=shop;K8S_POD_NAME={container}"))
+                .config(&config.to_string())
+                .unwrap()
+                .build()
+                .unwrap()
+        }
+
+        async fn held(&self, container: &str) -> Vec<Assigned> {
+            Allocator::new(Arc::clone(&self.store))
+                .addresses_of(&format!("weftnet.{container}.eth0"))
+                .await
+                .unwrap()
+        }
+
+        async fn endpoints(&self) -> usize {
+            self.store.list_as::<WorkloadEndpoint>(None).await.unwrap().0.len()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_data_path_failing_after_the_allocation_gives_the_address_back_and_keeps_no_endpoint() {
+        let node = node_with_pool("198.18.0.0/24", 26).await;
+        let cni = WeftCni {
+            dataplane: FakeDataplane {
+                fail_finish: true,
+                ..FakeDataplane::default()
+            },
+        };
+        let error = cni.add(node.args("ctr-a")).await.unwrap_err();
+        assert_eq!(u32::from(&error), CODE_KERNEL, "{}", error.details());
+        assert!(error.details().contains("the kernel said no"), "{}", error.details());
+        assert!(node.held("ctr-a").await.is_empty(), "the address was released");
+        assert_eq!(node.endpoints().await, 0, "the endpoint record was removed");
+        assert_eq!(cni.dataplane.calls(), ["prepare", "finish"]);
+    }
+
+    #[tokio::test]
+    async fn an_allocation_that_fails_abandons_what_the_data_path_prepared() {
+        let node = node_with_pool("198.18.1.0/32", 32).await;
+        let cni = WeftCni {
+            dataplane: FakeDataplane::default(),
+        };
+        cni.add(node.args("ctr-a")).await.unwrap();
+        let error = cni.add(node.args("ctr-b")).await.unwrap_err();
+        assert_eq!(u32::from(&error), weft_ipam::cni::CODE_POOLS_EXHAUSTED);
+        assert_eq!(
+            cni.dataplane.calls(),
+            ["prepare", "finish", "prepare", "abandon"],
+            "the second pod's veth is removed, nothing more"
+        );
+        assert_eq!(node.held("ctr-a").await.len(), 1, "the first pod keeps its address");
+        assert_eq!(node.endpoints().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_gone_before_the_data_path_is_code_8_and_gives_the_address_back() {
+        let node = node_with_pool("198.18.2.0/24", 26).await;
+        let cni = WeftCni {
+            dataplane: FakeDataplane {
+                fail_prepare: Some(|| DataplaneError::NetnsMissing {
+                    path: "/run/netns/gone".into(),
+                }),
+                ..FakeDataplane::default()
+            },
+        };
+        let error = cni.add(node.args("ctr-a")).await.unwrap_err();
+        assert_eq!(u32::from(&error), 8, "{}", error.details());
+        assert!(error.details().contains("/run/netns/gone"));
+        assert!(node.held("ctr-a").await.is_empty());
+        assert_eq!(node.endpoints().await, 0);
+    }
+
+    #[tokio::test]
+    async fn del_of_an_attachment_already_gone_succeeds_and_del_after_add_clears_the_store() {
+        let node = node_with_pool("198.18.3.0/24", 26).await;
+        let cni = WeftCni {
+            dataplane: FakeDataplane::default(),
+        };
+        cni.del(node.args("never-added")).await.unwrap();
+        cni.add(node.args("ctr-a")).await.unwrap();
+        assert_eq!(node.endpoints().await, 1);
+        cni.del(node.args("ctr-a")).await.unwrap();
+        cni.del(node.args("ctr-a")).await.unwrap();
+        assert!(node.held("ctr-a").await.is_empty());
+        assert_eq!(node.endpoints().await, 0);
     }
 }

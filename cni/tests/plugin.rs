@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use weft_api::StoreExt;
 use weft_api::resources::{IPPool, IPPoolSpec, WorkloadEndpoint};
 use weft_ipam::Allocator;
-use weft_topology_tests::{Netns, require_netns};
+use weft_topology_tests::{Netns, Route, require_netns, wait_until};
 
 const NODE_V4: &str = "198.19.0.1";
 const NODE_V6: &str = "2001:db8:ff::1";
@@ -180,6 +180,13 @@ async fn two_pods(version: &str, pools: &[(&str, u8)]) {
     assert_eq!(a["interfaces"][1]["name"], "eth0");
     assert_eq!(a["interfaces"][1]["sandbox"], pod_a.path().display().to_string());
     assert_eq!(a["ips"][0]["gateway"], "169.254.1.1");
+    if dual {
+        // The host veth's fixed link-local, which the host veth really holds.
+        assert_eq!(a["ips"][1]["gateway"], "fe80::ecee:eeff:feee:eeee", "{a}");
+        let host = a["interfaces"][0]["name"].as_str().unwrap();
+        let held = node.ip(&["-6", "address", "show", "dev", host]).unwrap().stdout;
+        assert!(held.contains("fe80::ecee:eeff:feee:eeee/64"), "{held}");
+    }
     let node_links = links(&node);
     assert!(
         !node_links.contains("bridge") && node_links.contains("wft"),
@@ -479,6 +486,49 @@ async fn the_configured_mtu_is_on_both_sides_and_del_needs_no_netns() {
     assert!(output.stdout.trim().is_empty(), "nothing but a result on stdout");
     assert!(store.held("ctr-m").await.is_empty());
     assert!(!links(&node).contains("wft"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_mtu_the_pod_gets_the_mtu_of_the_uplink_holding_the_default_route() {
+    let Some(_support) = require_netns() else { return };
+    let store = Store::with_pools(&[("198.18.8.0/24", 26)]).await;
+    let node = Netns::new("node").unwrap();
+    let upstream = Netns::new("upstream").unwrap();
+    // Two uplinks: the default route's (1400) decides, not the other one (1300) nor the
+    // kernel's veth default (1500).
+    let uplink = node.veth("uplink0", &upstream, "down0").unwrap();
+    uplink.set_mtu(1400).unwrap();
+    node.veth("side0", &upstream, "side1").unwrap().set_mtu(1300).unwrap();
+    node.add_address("uplink0", "198.19.0.1/30").unwrap();
+    upstream.add_address("down0", "198.19.0.2/30").unwrap();
+    node.add_route(&Route::default_v4().via("198.19.0.2")).unwrap();
+    upstream
+        .add_route(&Route::to("198.18.8.0/24").via("198.19.0.1"))
+        .unwrap();
+    let pod = Netns::new("pod").unwrap();
+    let config = store.config("1.1.0", &["198.18.8.0/24"]);
+    let (ok, result) = call(&node, "ADD", "ctr-u", pod.path(), &config);
+    assert!(ok, "{result}");
+    let host = result["interfaces"][0]["name"].as_str().unwrap();
+    assert_eq!(node.mtu(host).unwrap(), 1400, "host side");
+    assert_eq!(pod.mtu("eth0").unwrap(), 1400, "pod side");
+    assert_eq!(result["interfaces"][1]["mtu"], 1400, "the result says so: {result}");
+    // A full-size packet from the pod crosses without fragmentation.
+    // (Retried: a first packet may be lost while the node resolves its next hop.)
+    wait_until(
+        "a 1400-byte packet from the pod, not to be fragmented, answered by the upstream router",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            pod.command("ping")
+                .args(["-c", "1", "-W", "2", "-M", "do", "-s", "1372", "198.19.0.2"])
+                .output()
+                .map(|output| output.success())
+        },
+    )
+    .unwrap();
+    let (ok, result) = call(&node, "DEL", "ctr-u", pod.path(), &config);
+    assert!(ok, "{result}");
 }
 
 /// A plugin of the reference set, called after weft-cni in a conflist as a runtime would:

@@ -76,6 +76,14 @@ pub struct Assigned {
     pub block: IpNet,
 }
 
+/// What [`Allocator::context`] reads.
+#[derive(Debug, Clone)]
+pub struct Context {
+    config: IPAMConfigSpec,
+    pools: Vec<IPPool>,
+    labels: BTreeMap<String, String>,
+}
+
 /// The allocator. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Allocator {
@@ -178,6 +186,24 @@ impl Allocator {
     /// released again. Asking again for a handle that already holds enough addresses returns
     /// those (a repeated CNI ADD).
     pub async fn allocate(&self, request: &Request) -> Result<Vec<Assigned>, IpamError> {
+        let context = self.context(&request.node).await?;
+        self.allocate_in_context(request, &context).await
+    }
+
+    /// What an allocation for `node` reads before it changes anything: the settings, the pools
+    /// and the node's labels. A caller that serialises allocations on a host (a CNI plugin's
+    /// lock) reads this first, outside its lock, to hold the lock for less time; nothing in it
+    /// changes as pods come and go.
+    pub async fn context(&self, node: &str) -> Result<Context, IpamError> {
+        Ok(Context {
+            config: self.config().await?,
+            pools: self.store.list_as::<IPPool>(None).await?.0,
+            labels: self.node_labels(node).await?,
+        })
+    }
+
+    /// [`Allocator::allocate`] with the [`Context`] already read (for `request.node`).
+    pub async fn allocate_in_context(&self, request: &Request, context: &Context) -> Result<Vec<Assigned>, IpamError> {
         if request.handle.is_empty() || request.node.is_empty() {
             return Err(IpamError::InvalidRequest {
                 reason: "a handle and a node are required".into(),
@@ -193,9 +219,7 @@ impl Allocator {
         if count_of(Family::V4) >= request.ipv4 && count_of(Family::V6) >= request.ipv6 && !existing.is_empty() {
             return Ok(existing);
         }
-        let config = self.config().await?;
-        let (pools, _) = self.store.list_as::<IPPool>(None).await?;
-        let labels = self.node_labels(&request.node).await?;
+        let Context { config, pools, labels } = context;
         let mut attributes = request.attributes.clone();
         attributes.insert(ATTRIBUTE_NODE.into(), request.node.clone());
         attributes.insert(ATTRIBUTE_TIMESTAMP.into(), self.now().to_string());
@@ -208,14 +232,14 @@ impl Allocator {
             }
             let result = async {
                 let selected = select_pools(
-                    &pools,
+                    pools,
                     family,
                     &request.node,
-                    &labels,
+                    labels,
                     &request.pools,
                     request.allowed_use,
                 )?;
-                self.allocate_family(request, &config, &selected, family, missing, &attributes)
+                self.allocate_family(request, config, &selected, family, missing, &attributes)
                     .await
             }
             .await;

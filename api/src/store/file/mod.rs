@@ -69,6 +69,55 @@ struct Inner {
     boot_id: Option<String>,
     /// Set once this process has made sure no reboot lost object files (checkpoint.rs).
     boot_checked: std::sync::OnceLock<()>,
+    /// The journal as this process last found it complete (no torn line, its last entry
+    /// applied). While the file is unchanged nothing was written since, so a read or write
+    /// skips parsing the journal's tail and checking the last entry's object file: a read then
+    /// costs the lock, one stat and the object itself.
+    clean: std::sync::Mutex<Option<JournalMark>>,
+    /// A periodic checkpoint this process claimed, to be taken once the lock is released.
+    checkpoint_due: std::sync::Mutex<Option<Revision>>,
+}
+
+/// What identifies one state of the journal file (appends change its length and ctime,
+/// compaction its inode) and of the object file of its last entry (which recovery restores
+/// when damaged, so a change to it needs a full check again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JournalMark {
+    journal: Option<FileStamp>,
+    last_object: Option<(PathBuf, Option<FileStamp>)>,
+    head: Revision,
+}
+
+/// Inode, length and ctime of a file.
+type FileStamp = (u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.ctime(), meta.ctime_nsec()))
+}
+
+impl JournalMark {
+    fn of(journal: &Path, last_object: Option<PathBuf>, head: Revision) -> JournalMark {
+        JournalMark {
+            journal: stamp(journal),
+            last_object: last_object.map(|path| {
+                let stamp = stamp(&path);
+                (path, stamp)
+            }),
+            head,
+        }
+    }
+
+    /// Whether both files are as they were when the mark was taken.
+    fn still_holds(&self, journal: &Path) -> bool {
+        self.journal.is_some()
+            && stamp(journal) == self.journal
+            && self
+                .last_object
+                .as_ref()
+                .is_none_or(|(path, stamp_then)| stamp(path) == *stamp_then)
+    }
 }
 
 /// The object file's content.
@@ -93,6 +142,8 @@ impl FileStore {
                 options,
                 boot_id: checkpoint::boot_id(),
                 boot_checked: std::sync::OnceLock::new(),
+                clean: std::sync::Mutex::new(None),
+                checkpoint_due: std::sync::Mutex::new(None),
             }),
         };
         let inner = &store.inner;
@@ -181,6 +232,22 @@ impl Inner {
 
     fn describe(&self) -> String {
         format!("file:{}", self.dir.display())
+    }
+
+    /// The head revision, if the journal is as this process last found it complete. Needs a
+    /// lock (shared or exclusive), so no writer changes the file meanwhile.
+    fn clean_head(&self) -> Option<Revision> {
+        let known = self.clean.lock().ok()?.clone()?;
+        known.still_holds(&self.journal_path()).then_some(known.head)
+    }
+
+    /// Records the journal as complete at `head`, its last entry's object at `last_object`.
+    /// Needs a lock.
+    fn mark_clean(&self, head: Revision, last_object: Option<PathBuf>) {
+        let mark = JournalMark::of(&self.journal_path(), last_object, head);
+        if let Ok(mut clean) = self.clean.lock() {
+            *clean = Some(mark);
+        }
     }
 
     fn lock(&self, mode: FlockArg) -> Result<Flock<File>, StoreError> {
@@ -316,6 +383,11 @@ impl Inner {
 
     /// Completes what a dead writer left. Needs the exclusive lock.
     fn recover(&self) -> Result<Revision, StoreError> {
+        if self.boot_checked.get().is_some()
+            && let Some(head) = self.clean_head()
+        {
+            return Ok(head);
+        }
         let path = self.journal_path();
         let tail = journal::read_tail(&path)?;
         if tail.committed_len < tail.file_len {
@@ -339,6 +411,7 @@ impl Inner {
                 remove_temporaries(dir);
             }
         }
+        self.mark_clean(tail.head, tail.last.as_ref().map(|last| self.entry_path(&last.key)));
         Ok(tail.head)
     }
 
@@ -390,14 +463,28 @@ impl Inner {
         checkpoint::write(&self.dir, head, boot_id)
     }
 
-    /// Records a checkpoint when enough writes went by since the last one.
+    /// Records a checkpoint when enough writes went by since the last one. `force` (before a
+    /// compaction): now, under the caller's lock. Otherwise the checkpoint is claimed here and
+    /// taken by [`Inner::write_locked`] once the lock is released: it syncs the whole file
+    /// system, which can take 100 ms on a busy disk, and every other writer would wait for it.
+    /// Taking it later is still right: every object file up to `head` was written before the
+    /// lock was released, so the sync that follows covers them.
     fn maybe_checkpoint(&self, head: Revision, force: bool) -> Result<(), StoreError> {
         let Some(boot_id) = &self.boot_id else {
             return Ok(());
         };
-        let since = checkpoint::read(&self.dir).map_or(Revision(0), |c| c.revision);
-        if force || head.0.saturating_sub(since.0) >= checkpoint::CHECKPOINT_EVERY {
-            checkpoint::write(&self.dir, head, boot_id)?;
+        if force {
+            return checkpoint::write(&self.dir, head, boot_id);
+        }
+        let since = checkpoint::read(&self.dir)
+            .map_or(Revision(0), |c| c.revision)
+            .max(checkpoint::claimed(&self.dir));
+        if head.0.saturating_sub(since.0) >= checkpoint::CHECKPOINT_EVERY {
+            // So that the writers that follow while it is taken do not take one too.
+            checkpoint::claim(&self.dir, head)?;
+            if let Ok(mut due) = self.checkpoint_due.lock() {
+                *due = Some(head);
+            }
         }
         Ok(())
     }
@@ -406,8 +493,12 @@ impl Inner {
     fn read_locked<T>(&self, read: impl FnOnce(Revision) -> Result<T, StoreError>) -> Result<T, StoreError> {
         {
             let _lock = self.lock(FlockArg::LockShared)?;
+            if let Some(head) = self.clean_head() {
+                return read(head);
+            }
             let tail = journal::read_tail(&self.journal_path())?;
             if !self.needs_recovery(&tail)? {
+                self.mark_clean(tail.head, tail.last.as_ref().map(|last| self.entry_path(&last.key)));
                 return read(tail.head);
             }
         }
@@ -438,13 +529,26 @@ impl Inner {
         if compact {
             journal::compact(&journal_path, self.options.journal_limit_bytes / 2)?;
         }
+        self.mark_clean(revision, Some(path));
         Ok(Object::new(key.clone(), revision, entry.object))
     }
 
     fn write_locked<T>(&self, write: impl FnOnce(Revision) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let _lock = self.lock(FlockArg::LockExclusive)?;
-        let head = self.recover()?;
-        write(head)
+        let result = {
+            let _lock = self.lock(FlockArg::LockExclusive)?;
+            let head = self.recover()?;
+            write(head)
+        };
+        // A claimed periodic checkpoint, outside the lock (see maybe_checkpoint). The write
+        // itself is committed either way; a checkpoint not taken only means more to check
+        // after a reboot.
+        let due = self.checkpoint_due.lock().ok().and_then(|mut due| due.take());
+        if let (Some(revision), Some(boot_id)) = (due, &self.boot_id)
+            && let Err(error) = checkpoint::write(&self.dir, revision, boot_id)
+        {
+            tracing::warn!(%error, %revision, "cannot record a checkpoint; a reboot will check more of the journal");
+        }
+        result
     }
 
     fn list(&self, kind: &Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
