@@ -600,3 +600,63 @@ async fn a_chained_portmap_forwards_a_node_port_to_the_pod() {
     let (ok, error) = call(&node, "DEL", "ctr-p", pod.path(), &config);
     assert!(ok, "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_tuning_and_bandwidth_take_weft_cnis_result_and_shape_the_pod() {
+    let Some(_support) = require_netns() else { return };
+    let store = Store::with_pools(&[("198.18.8.0/24", 26)]).await;
+    let node = Netns::new("node").unwrap();
+    let pod = Netns::new("pod").unwrap();
+    let config = store.config("1.0.0", &["198.18.8.0/24"]);
+    let (ok, result) = call(&node, "ADD", "ctr-p", pod.path(), &config);
+    assert!(ok, "{result}");
+
+    // tuning: a sysctl and the MTU inside the pod, from weft-cni's result.
+    let tuning = json!({
+        "cniVersion": "1.0.0", "name": "weftnet", "type": "tuning",
+        "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"},
+        "mtu": 1400,
+        "prevResult": result,
+    });
+    let (ok, tuned) = chained(&node, "tuning", "ADD", pod.path(), &tuning);
+    assert!(ok, "tuning ADD: {tuned}");
+    assert_eq!(tuned["ips"], result["ips"], "tuning passes weft-cni's result on");
+    let redirects = pod
+        .run(&["cat", "/proc/sys/net/ipv4/conf/eth0/accept_redirects"])
+        .unwrap()
+        .stdout;
+    assert_eq!(redirects.trim(), "0", "tuning set the pod's sysctl");
+    assert!(
+        links(&pod).contains("mtu 1400"),
+        "tuning set the pod's MTU: {}",
+        links(&pod)
+    );
+
+    // bandwidth: a token bucket on the host side of weft-cni's veth (traffic towards the pod).
+    let bandwidth = json!({
+        "cniVersion": "1.0.0", "name": "weftnet", "type": "bandwidth",
+        "ingressRate": 8_000_000, "ingressBurst": 100_000,
+        "prevResult": tuned,
+    });
+    let (ok, shaped) = chained(&node, "bandwidth", "ADD", pod.path(), &bandwidth);
+    assert!(ok, "bandwidth ADD: {shaped}");
+    let host_veth = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i.get("sandbox").is_none())
+        .and_then(|i| i["name"].as_str())
+        .expect("weft-cni's result names the host veth")
+        .to_owned();
+    let qdisc = node.run(&["tc", "qdisc", "show", "dev", &host_veth]).unwrap().stdout;
+    assert!(qdisc.contains("tbf"), "bandwidth shaped {host_veth}: {qdisc}");
+
+    // DEL in reverse order, as a runtime does.
+    for (plugin, plugin_config) in [("bandwidth", &bandwidth), ("tuning", &tuning)] {
+        let (ok, error) = chained(&node, plugin, "DEL", pod.path(), plugin_config);
+        assert!(ok, "{plugin} DEL: {error}");
+    }
+    let (ok, error) = call(&node, "DEL", "ctr-p", pod.path(), &config);
+    assert!(ok, "{error}");
+    assert!(!links(&node).contains(&host_veth), "the veth is gone after DEL");
+}
