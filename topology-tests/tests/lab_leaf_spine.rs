@@ -15,6 +15,7 @@ use weft_topology_tests::{binary, skip_unless_netns};
 
 const LEAF_SPINE: &str = "containerlab/leaf-spine/leaf-spine.clab.yml";
 const DUAL_STACK: &str = "containerlab/dual-stack/dual-stack.clab.yml";
+const ROUTE_REFLECTORS: &str = "containerlab/route-reflectors/route-reflectors.clab.yml";
 
 /// The lab, torn down when dropped (also when an assertion fails).
 struct RunningLab {
@@ -408,6 +409,74 @@ fn dual_stack_fabric_carries_ipv4_and_ipv6_pod_traffic() {
         }
         assert_source_seen(&lab, sender, receiver, 1);
     }
+}
+
+#[test]
+fn two_weft_route_reflectors_give_every_node_every_block() {
+    skip_unless_netns!();
+    let lab = RunningLab::up(&format!("t{}rr", std::process::id()), ROUTE_REFLECTORS);
+    for node in ["node1", "node2", "node3", "node4"] {
+        wait_until(
+            &format!("{node} learns the other blocks through the reflectors"),
+            Duration::from_secs(60),
+            || routes(&lab, node, &["proto", "87"]).matches("/26 via").count() == 3,
+        );
+    }
+    // node1 peers with the two reflectors only, and hears every other block from both.
+    let weftctl_json = |args: &[&str]| -> serde_json::Value {
+        let mut argv = vec!["exec", "node1", "weftctl"];
+        argv.extend_from_slice(args);
+        let out = lab.weft_lab(&argv);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    wait_until(
+        "node1 hears three blocks from each reflector",
+        Duration::from_secs(30),
+        || {
+            let peers = weftctl_json(&["bgp", "peers", "--json"]);
+            let peers = peers.as_array().unwrap();
+            peers.len() == 2
+                && peers
+                    .iter()
+                    .all(|p| p["state"] == "Established" && p["prefixes_received"] == 3)
+        },
+    );
+    // A reflected route keeps its next hop and carries ORIGINATOR_ID and CLUSTER_LIST.
+    let routes_json = weftctl_json(&["bgp", "routes", "--json"]);
+    let node3_block = routes_json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "198.18.3.0/26" && r["best"] == true)
+        .unwrap_or_else(|| panic!("node3's block in {routes_json}"));
+    assert_eq!(node3_block["next_hop"], "198.19.40.13");
+    assert_eq!(node3_block["originator_id"], "198.19.40.13");
+    assert_eq!(node3_block["cluster_list"], serde_json::json!(["198.19.40.100"]));
+    // Pods reach pods across nodes, directly over the segment.
+    let to = pod_address(&lab, "node4-pod2", 0);
+    wait_until("node1-pod1 pings node4-pod2", Duration::from_secs(30), || {
+        lab.ping("node1-pod1", &to)
+    });
+    // One reflector crashing changes nothing for the nodes: the other still reflects.
+    let out = lab.weft_lab(&["restart", "rr1", "--kill"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        lab.ping("node1-pod1", &to),
+        "node1-pod1 still reaches node4-pod2 while rr1 restarts"
+    );
+    wait_until("rr1 is back and reflecting", Duration::from_secs(30), || {
+        let peers = weftctl_json(&["bgp", "peers", "--json"]);
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] == "Established" && p["prefixes_received"] == 3)
+    });
 }
 
 #[test]
