@@ -336,44 +336,24 @@ impl Builder<'_> {
         let to_verdict = if ingress.is_empty() {
             Verdict::Accept
         } else {
-            let chain = ingress_chain(&endpoint.interface);
-            let mut rules = Vec::new();
-            for policy in &ingress {
-                report.ingress_policies.push(policy.id());
-                let target = self.policy_chain(policy, Direction::Ingress);
-                rules.push(Rule::new(vec![], Action::Verdict(Verdict::Jump(target)), policy.id()));
-            }
-            rules.push(
-                Rule::new(
-                    vec![],
-                    Action::Verdict(Verdict::Drop),
-                    "ingress not allowed by any policy",
-                )
-                .counted(),
+            let chain = self.endpoint_chain(
+                ingress_chain(&endpoint.interface),
+                &ingress,
+                Direction::Ingress,
+                &mut report.ingress_policies,
             );
-            self.ruleset.chains.insert(chain.clone(), Chain { hook: None, rules });
             report.ingress_chain = Some(chain.clone());
             Verdict::Jump(chain)
         };
         self.map(TO_ENDPOINT).insert(endpoint.interface.clone(), to_verdict);
         let egress: Vec<&Policy> = selecting.iter().copied().filter(|p| p.egress.is_some()).collect();
         if !egress.is_empty() {
-            let chain = egress_chain(&endpoint.interface);
-            let mut rules = Vec::new();
-            for policy in &egress {
-                report.egress_policies.push(policy.id());
-                let target = self.policy_chain(policy, Direction::Egress);
-                rules.push(Rule::new(vec![], Action::Verdict(Verdict::Jump(target)), policy.id()));
-            }
-            rules.push(
-                Rule::new(
-                    vec![],
-                    Action::Verdict(Verdict::Drop),
-                    "egress not allowed by any policy",
-                )
-                .counted(),
+            let chain = self.endpoint_chain(
+                egress_chain(&endpoint.interface),
+                &egress,
+                Direction::Egress,
+                &mut report.egress_policies,
             );
-            self.ruleset.chains.insert(chain.clone(), Chain { hook: None, rules });
             report.egress_chain = Some(chain.clone());
             self.map(FROM_ENDPOINT)
                 .insert(endpoint.interface.clone(), Verdict::Jump(chain));
@@ -384,6 +364,30 @@ impl Builder<'_> {
     /// The chain of one policy's rules in one direction, shared by every endpoint it selects
     /// (made on first use: a node carries only the policies of its own pods). Its rules do not
     /// depend on the endpoint: named ports match the destination address with its port.
+    /// An endpoint's chain for one direction: a jump to each selecting policy's shared chain,
+    /// then a counted drop (isolated: nothing a policy does not allow passes).
+    fn endpoint_chain(
+        &mut self,
+        chain: String,
+        policies: &[&Policy],
+        direction: Direction,
+        selected_by: &mut Vec<String>,
+    ) -> String {
+        let mut rules = Vec::new();
+        for policy in policies {
+            selected_by.push(policy.id());
+            let target = self.policy_chain(policy, direction);
+            rules.push(Rule::new(vec![], Action::Verdict(Verdict::Jump(target)), policy.id()));
+        }
+        let what = match direction {
+            Direction::Ingress => "ingress not allowed by any policy",
+            Direction::Egress => "egress not allowed by any policy",
+        };
+        rules.push(Rule::new(vec![], Action::Verdict(Verdict::Drop), what).counted());
+        self.ruleset.chains.insert(chain.clone(), Chain { hook: None, rules });
+        chain
+    }
+
     fn policy_chain(&mut self, policy: &Policy, direction: Direction) -> String {
         let name = policy_chain(&policy.id(), direction);
         if self.ruleset.chains.contains_key(&name) {
