@@ -12,13 +12,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::{weft_network, write};
 use serde_json::{Value, json};
 use weft_api::StoreExt;
-use weft_api::resources::{IPPool, IPPoolSpec, WorkloadEndpoint};
+use weft_api::resources::WorkloadEndpoint;
 use weft_ipam::Allocator;
 use weft_topology_tests::{Netns, Process, require_netns, wait_for, wait_until};
 
@@ -29,10 +32,6 @@ fn found(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).exists()))
         .unwrap_or(false)
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }
 
 fn sha256(path: &Path) -> String {
@@ -259,24 +258,7 @@ async fn containerd_runs_two_containers_on_weft_that_ping_each_other_and_are_rem
     // go-cni also sets up the container's lo with the reference loopback plugin.
     std::os::unix::fs::symlink("/usr/lib/cni/loopback", dir.join("bin/loopback")).unwrap();
 
-    let setting = format!("file:{}", dir.join("store").display());
-    let store = weft_api::store::open(&setting).await.unwrap();
-    let mut spec: IPPoolSpec = serde_json::from_value(json!({"cidr": "198.18.10.0/24"})).unwrap();
-    spec.block_size = Some(26);
-    store.create_as(&IPPool::new("pod-pool", spec)).await.unwrap();
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "name": "weftnet",
-        "plugins": [{
-            "type": "weft-cni",
-            "store": setting,
-            "nodename": "node-1",
-            "lock_file": dir.join("cni.lock"),
-            "log_file": dir.join("cni.log"),
-            "ipam": {"type": "weft-ipam", "pools": ["198.18.10.0/24"]},
-        }],
-    });
-    write(&dir.join("net.d/10-weftnet.conflist"), &conflist.to_string());
+    let store = weft_network(&dir, "198.18.10.0/24", &dir.join("net.d/10-weftnet.conflist")).await;
 
     let node = Netns::new("ctrhost").unwrap();
     node.ip(&["address", "add", &format!("{NODE_V4}/32"), "dev", "lo"])

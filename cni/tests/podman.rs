@@ -6,12 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
+use common::{weft_network, write};
 use weft_api::StoreExt;
-use weft_api::resources::{IPPool, IPPoolSpec, WorkloadEndpoint};
+use weft_api::resources::WorkloadEndpoint;
 use weft_topology_tests::{Netns, require_netns};
 
 const NODE_V4: &str = "198.19.0.1";
@@ -66,10 +68,6 @@ impl Drop for Podman {
     }
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_runs_two_containers_on_weft_that_ping_each_other_and_are_removed_cleanly() {
     let Some(_support) = require_netns() else { return };
@@ -88,25 +86,7 @@ async fn podman_runs_two_containers_on_weft_that_ping_each_other_and_are_removed
     }
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_weft-cni"), dir.join("plugins/weft-cni")).unwrap();
 
-    let setting = format!("file:{}", dir.join("store").display());
-    let store = weft_api::store::open(&setting).await.unwrap();
-    let mut spec: IPPoolSpec = serde_json::from_value(json!({"cidr": "198.18.9.0/24"})).unwrap();
-    spec.block_size = Some(26);
-    store.create_as(&IPPool::new("pod-pool", spec)).await.unwrap();
-
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "name": "weftnet",
-        "plugins": [{
-            "type": "weft-cni",
-            "store": setting,
-            "nodename": "node-1",
-            "lock_file": dir.join("cni.lock"),
-            "log_file": dir.join("cni.log"),
-            "ipam": {"type": "weft-ipam", "pools": ["198.18.9.0/24"]},
-        }],
-    });
-    write(&dir.join("net.d/weftnet.conflist"), &conflist.to_string());
+    let store = weft_network(&dir, "198.18.9.0/24", &dir.join("net.d/weftnet.conflist")).await;
     write(
         &dir.join("containers.conf"),
         &format!(
