@@ -28,6 +28,12 @@ use crate::kernel::FibRequest;
 use crate::peers::Peers;
 use crate::session::PeerCommand;
 
+/// How long a changed peer stays down between our Cease and the new session (RFC 4271's
+/// IdleHoldTime). A peer that supports graceful restart and sees a new connection while the
+/// old one is still open treats it as our restart and closes the old one, possibly before it
+/// has read the Cease (FRR does): the pause lets it read the Cease and close first.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a new configuration changes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -151,6 +157,9 @@ pub async fn reload(
     }
     for peer in &plan.changed {
         peers.stop(peer.address, CeaseSubcode::OtherConfigurationChange).await;
+    }
+    if !plan.changed.is_empty() {
+        tokio::time::sleep(RECONNECT_PAUSE).await;
     }
     let removed = plan
         .removed
