@@ -13,16 +13,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{ErrorKind, Read, Write};
+mod common;
+
+use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use common::wire::{receive, send};
 use serde_json::Value;
 use weft_bgp_proto::capabilities::LocalConfig;
-use weft_bgp_proto::codec::{CodecContext, decode_message, encode};
 use weft_bgp_proto::notification::{CeaseSubcode, code};
 use weft_bgp_proto::route::{AsPath, Origin};
 use weft_bgp_proto::update::{advertisements, read_update};
@@ -32,31 +34,6 @@ use weft_topology_tests::{Netns, Process, binary, require_netns, wait_for, wait_
 const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 const TOR_ASN: u32 = 65000;
-
-fn context() -> CodecContext {
-    CodecContext {
-        four_octet_as: true,
-        ..CodecContext::default()
-    }
-}
-
-fn send(stream: &mut TcpStream, message: &Message) -> Result<()> {
-    stream.write_all(&encode(message, &context())?)?;
-    Ok(())
-}
-
-fn receive(stream: &mut TcpStream) -> Result<Message> {
-    stream.set_read_timeout(Some(DEADLINE))?;
-    let mut bytes = vec![0u8; 19];
-    stream.read_exact(&mut bytes)?;
-    let length = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
-    bytes.resize(length, 0);
-    stream.read_exact(&mut bytes[19..])?;
-    match decode_message(&bytes, &context())? {
-        Some(received) => Ok(received.message),
-        None => bail!("an ignorable message"),
-    }
-}
 
 /// Reads messages, skipping KEEPALIVEs, until one is not a KEEPALIVE.
 fn receive_skipping_keepalives(stream: &mut TcpStream) -> Result<Message> {

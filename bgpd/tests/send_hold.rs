@@ -16,45 +16,20 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use common::wire::{receive, send};
 use common::{DEADLINE, POLL, TOR_V4, WeftNode, WeftPeer};
 use socket2::{Domain, Protocol, Socket, Type};
 use weft_bgp_proto::Message;
 use weft_bgp_proto::capabilities::LocalConfig;
-use weft_bgp_proto::codec::{CodecContext, decode_message, encode};
 use weft_topology_tests::{require_netns, wait_for, wait_until};
 
 const TOR_ASN: u32 = 65000;
 const PREFIXES: u32 = 5_000;
-
-fn context() -> CodecContext {
-    CodecContext {
-        four_octet_as: true,
-        ..CodecContext::default()
-    }
-}
-
-fn send(stream: &mut TcpStream, message: &Message) -> Result<()> {
-    stream.write_all(&encode(message, &context())?)?;
-    Ok(())
-}
-
-fn receive(stream: &mut TcpStream) -> Result<Message> {
-    stream.set_read_timeout(Some(DEADLINE))?;
-    let mut bytes = vec![0u8; 19];
-    stream.read_exact(&mut bytes)?;
-    let length = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
-    bytes.resize(length, 0);
-    stream.read_exact(&mut bytes[19..])?;
-    match decode_message(&bytes, &context())? {
-        Some(received) => Ok(received.message),
-        None => bail!("an ignorable message"),
-    }
-}
 
 #[test]
 fn a_peer_that_stops_reading_is_dropped_after_the_send_hold_time() -> Result<()> {

@@ -13,6 +13,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod wire;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
