@@ -5,8 +5,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rscni_plugin::async_cni::Plugin;
-use rscni_plugin::version::SpecVersion;
 use weft_cni::WeftCni;
 use weft_cni::dataplane::Kernel;
 
@@ -19,31 +17,10 @@ struct Args {}
 fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_none() {
         let _args = Args::parse();
-        eprintln!("weft-cni is a CNI plugin: run it with CNI_COMMAND set (see --help)");
-        return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            println!("{{\"cniVersion\":\"1.0.0\",\"code\":5,\"msg\":\"I/O failure\",\"details\":\"{error}\"}}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let plugin = Plugin::new(
-        SpecVersion::new(1, 1, 0),
-        vec![
-            SpecVersion::new(0, 3, 1),
-            SpecVersion::new(0, 4, 0),
-            SpecVersion::new(1, 0, 0),
-            SpecVersion::new(1, 1, 0),
-        ],
+    weft_ipam::cni::run_plugin(
+        "weft-cni",
+        concat!("weft-cni ", env!("CARGO_PKG_VERSION")),
+        &WeftCni { dataplane: Kernel },
     )
-    .msg(concat!("weft-cni ", env!("CARGO_PKG_VERSION")));
-    match runtime.block_on(plugin.run(&WeftCni { dataplane: Kernel })) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::warn!(%error, "CNI call failed");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -424,3 +424,41 @@ impl rscni_plugin::async_cni::Cni for WeftIpam {
         }
     }
 }
+
+/// The `main` of a weft CNI plugin binary (`weft-cni`, `weft-ipam`): refuses to run without
+/// `CNI_COMMAND` (after clap has answered `--help`/`--version`), then serves one call with
+/// spec versions 0.3.1 to 1.1.0 on a current-thread runtime. `about` is what VERSION reports
+/// as the plugin's message (name and version).
+pub fn run_plugin<T: rscni_plugin::async_cni::Cni>(name: &str, about: &str, plugin: &T) -> std::process::ExitCode {
+    use rscni_plugin::version::SpecVersion;
+    use std::process::ExitCode;
+    if std::env::var_os("CNI_COMMAND").is_none() {
+        eprintln!("{name} is a CNI plugin: run it with CNI_COMMAND set (see --help)");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            // No runtime, no logging set-up yet: the error object is all the runtime gets.
+            println!("{{\"cniVersion\":\"1.0.0\",\"code\":5,\"msg\":\"I/O failure\",\"details\":\"{error}\"}}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = rscni_plugin::async_cni::Plugin::new(
+        SpecVersion::new(1, 1, 0),
+        vec![
+            SpecVersion::new(0, 3, 1),
+            SpecVersion::new(0, 4, 0),
+            SpecVersion::new(1, 0, 0),
+            SpecVersion::new(1, 1, 0),
+        ],
+    )
+    .msg(about);
+    match runtime.block_on(server.run(plugin)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::warn!(%error, "CNI call failed");
+            ExitCode::FAILURE
+        }
+    }
+}
