@@ -124,6 +124,26 @@ impl NetlinkFib {
         Ok(Self { handle })
     }
 
+    /// Adds `message`'s route, replacing whatever route the prefix had.
+    async fn add_replacing(
+        &mut self,
+        message: RouteMessage,
+        operation: &'static str,
+        prefix: Prefix,
+    ) -> Result<(), FibError> {
+        self.handle
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| FibError::Kernel {
+                operation,
+                prefix: prefix.to_string(),
+                source,
+            })
+    }
+
     fn message(prefix: Prefix) -> RouteMessageBuilder<IpAddr> {
         let builder = RouteMessageBuilder::<IpAddr>::new();
         // Both calls only fail on mixed families, which a single prefix cannot produce.
@@ -176,32 +196,12 @@ impl Fib for NetlinkFib {
                 Self::message(prefix).multipath(hops).build()
             }
         };
-        self.handle
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|source| FibError::Kernel {
-                operation: "add",
-                prefix: prefix.to_string(),
-                source,
-            })
+        self.add_replacing(message, "add", prefix).await
     }
 
     async fn blackhole(&mut self, prefix: Prefix) -> Result<(), FibError> {
         let message = Self::message(prefix).kind(RouteType::BlackHole).build();
-        self.handle
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|source| FibError::Kernel {
-                operation: "add a blackhole for",
-                prefix: prefix.to_string(),
-                source,
-            })
+        self.add_replacing(message, "add a blackhole for", prefix).await
     }
 
     async fn delete(&mut self, prefix: Prefix) -> Result<(), FibError> {
