@@ -11,4 +11,4 @@ pub mod selector;
 pub mod store;
 pub mod testing;
 
-pub use store::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, StoreExt, WatchEvent};
+pub use store::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, StoreExt, WatchEvent, Write};

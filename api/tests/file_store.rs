@@ -4,14 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use weft_api::store::file::{FileStore, FileStoreOptions};
-use weft_api::{Key, Kind, Revision, Store, StoreError, kinds};
+use weft_api::{Key, Kind, Revision, Store, StoreError, Write, kinds};
 
 fn pool_kind() -> Kind {
     kinds::by_name("IPPool").unwrap()
@@ -105,6 +105,69 @@ async fn a_committed_delete_whose_file_was_not_removed_is_completed() {
     append(&dir.path().join("journal"), format!("{entry}\n").as_bytes());
     assert!(store.get(&Key::new(&kind, None, "pool-a")).await.unwrap().is_none());
     assert!(!object_file(dir.path(), "pool-a").exists());
+}
+
+#[tokio::test]
+async fn a_committed_transaction_whose_object_files_were_not_written_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let kind = pool_kind();
+    let a = store.create(&kind, pool("pool-a", "198.18.0.0/24")).await.unwrap();
+    let key = |name: &str| json!({"apiVersion": "weft.io/v1", "kind": "IPPool", "plural": "ippools", "name": name});
+    // A writer killed after its transaction's line was durable, before any object file.
+    let batch = json!({"batch": [
+        {"revision": a.revision.0 + 1, "change": "delete", "key": key("pool-a"), "object": a.value},
+        {"revision": a.revision.0 + 2, "change": "create", "key": key("pool-b"),
+         "object": {"apiVersion": "weft.io/v1", "kind": "IPPool", "metadata": {"name": "pool-b"}, "spec": {"cidr": "198.18.1.0/24"}}},
+    ]});
+    append(&dir.path().join("journal"), format!("{batch}\n").as_bytes());
+
+    let list = store.list(&kind, None).await.unwrap();
+    let names: Vec<&str> = list.items.iter().map(|object| object.key.name.as_str()).collect();
+    assert_eq!(names, ["pool-b"], "both writes of the transaction are applied");
+    assert_eq!(list.revision, Revision(a.revision.0 + 2));
+    assert!(!object_file(dir.path(), "pool-a").exists());
+}
+
+#[tokio::test]
+async fn a_torn_transaction_line_applies_none_of_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let kind = pool_kind();
+    let a = store.create(&kind, pool("pool-a", "198.18.0.0/24")).await.unwrap();
+    // Killed in the middle of appending a transaction: its first entry is whole, the line is not.
+    let batch = json!({"batch": [
+        {"revision": a.revision.0 + 1, "change": "delete",
+         "key": {"apiVersion": "weft.io/v1", "kind": "IPPool", "plural": "ippools", "name": "pool-a"}, "object": a.value},
+    ]})
+    .to_string();
+    append(&dir.path().join("journal"), &batch.as_bytes()[..batch.len() - 2]);
+
+    let reopened = FileStore::open(dir.path()).unwrap();
+    let list = reopened.list(&kind, None).await.unwrap();
+    assert_eq!(list.items.len(), 1, "pool-a is still there");
+    assert_eq!(list.revision, a.revision);
+    let written = reopened
+        .transact(vec![
+            Write::Delete {
+                key: Key::new(&kind, None, "pool-a"),
+                expected: Some(a.revision),
+            },
+            Write::Create {
+                kind: kind.clone(),
+                value: pool("pool-b", "198.18.1.0/24"),
+            },
+        ])
+        .await
+        .unwrap();
+    let revisions: Vec<Revision> = written.iter().map(|object| object.revision).collect();
+    assert_eq!(revisions, [Revision(a.revision.0 + 1), Revision(a.revision.0 + 2)]);
+    let journal = fs::read_to_string(dir.path().join("journal")).unwrap();
+    assert_eq!(
+        journal.lines().count(),
+        3,
+        "header, pool-a, one line for the transaction: {journal}"
+    );
 }
 
 #[tokio::test]

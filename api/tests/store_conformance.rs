@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use weft_api::store::kube::KubeStore;
 use weft_api::testing::{ApiServerDouble, EtcdServer, require};
-use weft_api::{Key, Kind, Revision, Store, StoreError, WatchEvent, kinds};
+use weft_api::{Key, Kind, Revision, Store, StoreError, WatchEvent, Write, kinds};
 
 /// A store under test and whatever keeps it alive (a temporary dir, a daemon, a server).
 struct Backend {
@@ -262,6 +262,142 @@ async fn stale_revision_is_a_conflict_and_changes_nothing(backend: Backend) {
     );
 }
 
+async fn a_transaction_makes_every_write_and_watchers_see_each(backend: Backend) {
+    let store = backend.store;
+    let kind = pool_kind();
+    let a = store.create(&kind, pool("pool-a", "198.18.0.0/24")).await.unwrap();
+    let b = store.create(&kind, pool("pool-b", "198.18.1.0/24")).await.unwrap();
+    let gone = store.create(&endpoint_kind(), endpoint("ns-1", "gone")).await.unwrap();
+    let mut pools = store.watch(&kind, b.revision).await.unwrap();
+    let written = store
+        .transact(vec![
+            Write::Update {
+                kind: kind.clone(),
+                value: pool("pool-a", "198.18.2.0/24"),
+                expected: a.revision,
+            },
+            Write::Create {
+                kind: kind.clone(),
+                value: pool("pool-c", "198.18.3.0/24"),
+            },
+            Write::Delete {
+                key: Key::new(&kind, None, "pool-b"),
+                expected: Some(b.revision),
+            },
+            Write::Delete {
+                key: gone.key.clone(),
+                expected: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 4);
+    // (A deletion's revision differs by backend: see the module documentation of the store.)
+    assert!(
+        written[..2].iter().all(|object| object.revision > gone.revision),
+        "{written:?}"
+    );
+    assert_eq!(
+        written[2].value["spec"]["cidr"], "198.18.1.0/24",
+        "a deletion returns the last state"
+    );
+
+    let names: Vec<String> = store
+        .list(&kind, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|object| format!("{}={}", object.key.name, object.value["spec"]["cidr"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, ["pool-a=198.18.2.0/24", "pool-c=198.18.3.0/24"]);
+    assert!(store.get(&gone.key).await.unwrap().is_none());
+    // The endpoint deleted in between is of another kind: the pool watch shows the pools only.
+    let events: Vec<_> = take_events(&mut pools, 3, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(summary)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("modified", "pool-a".to_string(), Some("198.18.2.0/24".to_string())),
+            ("added", "pool-c".to_string(), Some("198.18.3.0/24".to_string())),
+            ("deleted", "pool-b".to_string(), Some("198.18.1.0/24".to_string())),
+        ]
+    );
+    assert_no_more_events(&mut pools, Duration::from_millis(300)).await;
+}
+
+async fn a_transaction_with_one_failed_condition_changes_nothing(backend: Backend) {
+    let store = backend.store;
+    let kind = pool_kind();
+    let first = store.create(&kind, pool("pool-a", "198.18.0.0/24")).await.unwrap();
+    let second = store
+        .update(&kind, pool("pool-a", "198.18.1.0/24"), first.revision)
+        .await
+        .unwrap();
+    let create_c = || Write::Create {
+        kind: kind.clone(),
+        value: pool("pool-c", "198.18.3.0/24"),
+    };
+    let stale = store
+        .transact(vec![
+            create_c(),
+            Write::Update {
+                kind: kind.clone(),
+                value: pool("pool-a", "198.18.2.0/24"),
+                expected: first.revision,
+            },
+        ])
+        .await;
+    match stale {
+        Err(StoreError::Conflict { key, expected, found }) => {
+            assert!(key.contains("pool-a"), "{key}");
+            assert_eq!((expected, found), (first.revision, Some(second.revision)));
+        }
+        other => panic!("a stale update in a transaction must be a Conflict, got {other:?}"),
+    }
+    let missing = store
+        .transact(vec![
+            create_c(),
+            Write::Delete {
+                key: Key::new(&kind, None, "pool-missing"),
+                expected: None,
+            },
+        ])
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    let existing = store
+        .transact(vec![
+            create_c(),
+            Write::Create {
+                kind: kind.clone(),
+                value: pool("pool-a", "198.18.9.0/24"),
+            },
+        ])
+        .await;
+    assert!(
+        matches!(existing, Err(StoreError::AlreadyExists { .. })),
+        "{existing:?}"
+    );
+    let twice = store
+        .transact(vec![
+            create_c(),
+            Write::Delete {
+                key: Key::new(&kind, None, "pool-c"),
+                expected: None,
+            },
+        ])
+        .await;
+    assert!(matches!(twice, Err(StoreError::Invalid { .. })), "{twice:?}");
+
+    let list = store.list(&kind, None).await.unwrap();
+    let names: Vec<&str> = list.items.iter().map(|object| object.key.name.as_str()).collect();
+    assert_eq!(names, ["pool-a"], "no write of a failed transaction happened");
+    assert_eq!(list.items[0].revision, second.revision);
+}
+
 async fn an_object_of_the_wrong_kind_is_refused(backend: Backend) {
     let store = backend.store;
     let mut value = pool("pool-a", "198.18.0.0/16");
@@ -498,6 +634,8 @@ conformance!(
     namespaced_objects_are_listed_per_namespace,
     create_of_an_existing_object_is_already_exists,
     stale_revision_is_a_conflict_and_changes_nothing,
+    a_transaction_makes_every_write_and_watchers_see_each,
+    a_transaction_with_one_failed_condition_changes_nothing,
     an_object_of_the_wrong_kind_is_refused,
     watch_delivers_every_change_once_in_order,
     watch_resumes_after_a_restart,

@@ -414,12 +414,13 @@ impl<D: Dataplane> rscni_plugin::async_cni::Cni for WeftCni<D> {
             let lock_file = call.config.lock_file.clone();
             let handle = attachment.handle.clone();
             async move {
-                let released = {
-                    let _host = lock_host(&lock_file)?;
-                    allocator.release_handle(&handle).await.map_err(cni_error)?
-                };
-                delete_endpoint(allocator.store(), &namespace, &name).await?;
-                Ok(released)
+                // The addresses, the handle and the endpoint record go in one commit.
+                let endpoint = Key::new(&Kind::of::<WorkloadEndpoint>(), Some(&namespace), &name);
+                let _host = lock_host(&lock_file)?;
+                allocator
+                    .release_handle_with(&handle, &[endpoint])
+                    .await
+                    .map_err(cni_error)
             }
         });
         let (removed, released) = tokio::join!(self.dataplane.teardown(&attachment.host_ifname), store_side);

@@ -23,7 +23,7 @@ use weft_api::resources::{
     AffinityState, AllowedUse, BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMConfig, IPAMConfigSpec, IPAMHandle,
     IPAMHandleSpec, IPPool, WeftNode,
 };
-use weft_api::{Store, StoreError, StoreExt};
+use weft_api::{Key, Store, StoreError, StoreExt, Write};
 
 use crate::block::Block;
 use crate::error::IpamError;
@@ -552,39 +552,69 @@ impl Allocator {
     /// Releases everything `handle` holds and removes the handle. Idempotent: a handle that
     /// is gone releases nothing and succeeds.
     pub async fn release_handle(&self, handle: &str) -> Result<Vec<IpAddr>, IpamError> {
+        self.release_handle_with(handle, &[]).await
+    }
+
+    /// [`Allocator::release_handle`], also deleting the objects at `also_delete` that exist
+    /// (the attachment's endpoint record): the blocks, the handle and those objects are written
+    /// in one transaction (one commit on the file store and etcd), re-read and retried as a
+    /// whole when another writer came first.
+    pub async fn release_handle_with(&self, handle: &str, also_delete: &[Key]) -> Result<Vec<IpAddr>, IpamError> {
         let name = handle_name(handle);
-        let mut released = Vec::new();
         let mut backoff = Backoff::new(self.attempts);
         loop {
             let Some(stored) = self.store.get_as::<IPAMHandle>(None, &name).await? else {
-                if released.is_empty() {
-                    // No handle object (a GC removed it while an allocation was in flight,
-                    // or it was never written): look for the handle's addresses anyway.
-                    released.extend(self.release_orphans(handle).await?);
-                }
+                // No handle object (a GC removed it while an allocation was in flight, or it
+                // was never written): look for the handle's addresses anyway.
+                let released = self.release_orphans(handle).await?;
+                self.delete_existing(also_delete).await?;
                 return Ok(released);
             };
+            let mut writes = Vec::new();
+            let mut released = Vec::new();
             for cidr in stored.spec.block.keys() {
                 let Ok(cidr) = cidr.parse::<IpNet>() else { continue };
-                released.extend(
-                    self.release_in_block(&cidr, |block, now| block.release_handle(handle, now))
-                        .await?,
-                );
+                let Some(mut block) = self.store.get_as::<IPAMBlock>(None, &block_name(&cidr)).await? else {
+                    continue;
+                };
+                let mut allocations = Block::from_spec(block.spec.clone())?;
+                let freed = allocations.release_handle(handle, self.now());
+                if !freed.is_empty() {
+                    block.spec = allocations.into_spec();
+                    writes.push(Write::update_of(&block)?);
+                    released.extend(freed);
+                }
             }
-            let key = weft_api::Key::new(&weft_api::Kind::of::<IPAMHandle>(), None, &name);
-            let revision = stored
-                .metadata
-                .resource_version
-                .as_deref()
-                .and_then(|r| r.parse().ok())
-                .map(weft_api::Revision);
-            match self.store.delete(&key, revision).await {
-                Ok(_) | Err(StoreError::NotFound { .. }) => return Ok(released),
-                // The handle gained a block meanwhile (a concurrent ADD): release that too.
-                Err(StoreError::Conflict { .. }) => backoff.wait(&format!("handle {handle}")).await?,
+            writes.push(Write::delete_of(&stored)?);
+            for key in also_delete {
+                if let Some(object) = self.store.get(key).await? {
+                    writes.push(Write::Delete {
+                        key: key.clone(),
+                        expected: Some(object.revision),
+                    });
+                }
+            }
+            match self.store.transact(writes).await {
+                Ok(_) => return Ok(released),
+                // Something changed meanwhile (a concurrent ADD gave the handle a block, a GC
+                // removed the handle): read again.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
+                    backoff.wait(&format!("handle {handle}")).await?
+                }
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// Deletes the objects at `keys` that exist; one gone meanwhile is fine.
+    async fn delete_existing(&self, keys: &[Key]) -> Result<(), IpamError> {
+        for key in keys {
+            match self.store.delete(key, None).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Releases `handle`'s addresses found in any block (no handle object to say where).

@@ -20,7 +20,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::{
-    Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchEvent, WatchStream, check_kind, normalize,
+    Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchEvent, WatchStream, Write, check_kind,
+    distinct_keys, normalize,
 };
 
 const ROOT: &str = "/weft/";
@@ -277,6 +278,82 @@ impl Store for EtcdStore {
             });
         }
         self.decode(&key.kind, &kv, header_revision(response.header()))
+    }
+
+    /// One etcd transaction: every condition in its `when`, every write in its `then`; the
+    /// writes share the transaction's revision.
+    async fn transact(&self, writes: Vec<Write>) -> Result<Vec<Object>, StoreError> {
+        let keys = distinct_keys(&writes)?;
+        let mut conditions = Vec::with_capacity(writes.len());
+        let mut then = Vec::with_capacity(writes.len() * 2);
+        let mut reads = Vec::with_capacity(writes.len());
+        let mut values = Vec::with_capacity(writes.len());
+        for (write, key) in writes.iter().zip(&keys) {
+            let path = key_path(key);
+            reads.push(TxnOp::get(path.clone(), None));
+            match write {
+                Write::Create { kind, value } => {
+                    let value = normalize(kind, value.clone());
+                    conditions.push(Compare::create_revision(path.clone(), CompareOp::Equal, 0));
+                    then.push(TxnOp::put(path, encode(key, &value)?, None));
+                    values.push(Some(value));
+                }
+                Write::Update { kind, value, expected } => {
+                    let value = normalize(kind, value.clone());
+                    conditions.push(Compare::mod_revision(path.clone(), CompareOp::Equal, as_i64(*expected)));
+                    then.push(TxnOp::put(path, encode(key, &value)?, None));
+                    values.push(Some(value));
+                }
+                Write::Delete { expected, .. } => {
+                    conditions.push(match expected {
+                        Some(expected) => Compare::mod_revision(path.clone(), CompareOp::Equal, as_i64(*expected)),
+                        None => Compare::create_revision(path.clone(), CompareOp::Greater, 0),
+                    });
+                    then.push(TxnOp::get(path.clone(), None));
+                    then.push(TxnOp::delete(path, None));
+                    values.push(None);
+                }
+            }
+        }
+        let txn = Txn::new().when(conditions).and_then(then).or_else(reads);
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|error| self.error(error))?;
+        let responses = response.op_responses();
+        if !response.succeeded() {
+            // The failure branch read every key: name the first write whose condition failed.
+            for ((write, key), read) in writes.iter().zip(&keys).zip(&responses) {
+                let found = match read {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(|kv| revision_of(kv.mod_revision())),
+                    _ => None,
+                };
+                write.check(key, found)?;
+            }
+            return Err(StoreError::Conflict {
+                key: keys.iter().map(Key::to_string).collect::<Vec<_>>().join(", "),
+                expected: Revision::default(),
+                found: None,
+            });
+        }
+        let revision = header_revision(response.header());
+        let mut deleted = responses.iter().filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
+            _ => None,
+        });
+        let mut written = Vec::with_capacity(writes.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            written.push(match value {
+                Some(value) => Object::new(key, revision_of(revision), value),
+                None => match deleted.next().flatten() {
+                    Some(kv) => self.decode(&key.kind, &kv, revision)?,
+                    None => return Err(StoreError::NotFound { key: key.to_string() }),
+                },
+            });
+        }
+        Ok(written)
     }
 
     async fn watch(&self, kind: &Kind, from: Revision) -> Result<WatchStream, StoreError> {

@@ -19,7 +19,9 @@
 //! - `watch(kind, from)` delivers every change of that kind with a revision above `from`,
 //!   exactly once and in revision order; asking for history the store no longer keeps fails with
 //!   [`StoreError::Compacted`] (list again, then watch from the list's revision);
-//! - a corrupt or foreign object is an error naming it, never skipped in silence.
+//! - a corrupt or foreign object is an error naming it, never skipped in silence;
+//! - [`Store::transact`] applies several writes, each with its own condition, all or none
+//!   (file and etcd: one commit; see the method for Kubernetes).
 //!
 //! Where backends differ (callers must not depend on these):
 //! - the Kubernetes API server keeps only minutes of history: list first, then watch from the
@@ -246,6 +248,71 @@ impl WatchEvent {
     }
 }
 
+/// One write of a [`Store::transact`]: the same conditions as the single-object methods.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Fails with [`StoreError::AlreadyExists`] when the key exists.
+    Create { kind: Kind, value: Value },
+    /// Fails with [`StoreError::Conflict`] unless the object is at `expected`.
+    Update {
+        kind: Kind,
+        value: Value,
+        expected: Revision,
+    },
+    /// Fails unless the object exists (and is at `expected`, when given).
+    Delete { key: Key, expected: Option<Revision> },
+}
+
+impl Write {
+    /// The key written, checked.
+    pub fn key(&self) -> Result<Key, StoreError> {
+        match self {
+            Write::Create { kind, value } | Write::Update { kind, value, .. } => Key::of_value(kind, value),
+            Write::Delete { key, .. } => key.check().map(|()| key.clone()),
+        }
+    }
+}
+
+impl Write {
+    /// Whether the write may happen to the object at `key` that is at `found` (`None`: absent).
+    pub(crate) fn check(&self, key: &Key, found: Option<Revision>) -> Result<(), StoreError> {
+        let key = key.to_string();
+        match (self, found) {
+            (Write::Create { .. }, Some(_)) => Err(StoreError::AlreadyExists { key }),
+            (Write::Update { .. } | Write::Delete { .. }, None) => Err(StoreError::NotFound { key }),
+            (
+                Write::Update { expected, .. }
+                | Write::Delete {
+                    expected: Some(expected),
+                    ..
+                },
+                Some(found),
+            ) if found != *expected => Err(StoreError::Conflict {
+                key,
+                expected: *expected,
+                found: Some(found),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Rejects a transaction that writes one key twice (its outcome would depend on the order).
+pub(crate) fn distinct_keys(writes: &[Write]) -> Result<Vec<Key>, StoreError> {
+    let mut keys: Vec<Key> = Vec::with_capacity(writes.len());
+    for write in writes {
+        let key = write.key()?;
+        if keys.contains(&key) {
+            return Err(StoreError::Invalid {
+                key: key.to_string(),
+                reason: "written twice in one transaction".into(),
+            });
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StoreError>> + Send>>;
 
 /// What went wrong, classified by what the caller should do next.
@@ -338,6 +405,29 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Changes of `kind` with a revision above `from`, in order, until the stream is dropped.
     async fn watch(&self, kind: &Kind, from: Revision) -> Result<WatchStream, StoreError>;
+
+    /// Applies `writes` together: every condition is checked first, and either all writes
+    /// happen or none does (the error is the first failed condition's). Returns the objects
+    /// written, in order (a deletion's last state). A key may appear once.
+    ///
+    /// This default checks every condition by reading, then writes one after the other: the
+    /// Kubernetes API has no multi-object transaction, so a writer racing in between can leave
+    /// the first writes done and a later one failed. File and etcd commit them as one.
+    async fn transact(&self, writes: Vec<Write>) -> Result<Vec<Object>, StoreError> {
+        for (write, key) in writes.iter().zip(distinct_keys(&writes)?) {
+            let found = self.get(&key).await?.map(|object| object.revision);
+            write.check(&key, found)?;
+        }
+        let mut written = Vec::with_capacity(writes.len());
+        for write in writes {
+            written.push(match write {
+                Write::Create { kind, value } => self.create(&kind, value).await?,
+                Write::Update { kind, value, expected } => self.update(&kind, value, expected).await?,
+                Write::Delete { key, expected } => self.delete(&key, expected).await?,
+            });
+        }
+        Ok(written)
+    }
 }
 
 /// Opens the store a setting names (`file:DIR`, `etcd:URL[,URL…]`, `kubernetes[:KUBECONFIG]`).

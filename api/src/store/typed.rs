@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Key, Kind, KindScope, Revision, Store, StoreError};
+use super::{Key, Kind, KindScope, Revision, Store, StoreError, Write};
 
 /// Typed helpers for every [`Store`].
 #[async_trait::async_trait]
@@ -96,20 +96,50 @@ impl<S: Store + ?Sized> StoreExt for S {
     where
         K: TypedResource,
     {
-        let kind = Kind::of::<K>();
-        let value = encode(&kind, object)?;
-        let key = Key::of_value(&kind, &value)?;
-        let expected = object
-            .meta()
-            .resource_version
-            .as_deref()
-            .and_then(|rv| rv.parse().ok())
-            .map(Revision)
-            .ok_or_else(|| StoreError::Invalid {
-                key: key.to_string(),
-                reason: "update needs metadata.resourceVersion (read the object first)".into(),
-            })?;
+        let (kind, value, expected) = update_parts(object)?;
         let updated = self.update(&kind, value, expected).await?;
         decode(&updated.key, updated.value)
+    }
+}
+
+/// The revision a typed object was read at, from its `metadata.resourceVersion`.
+fn read_at<K: TypedResource>(key: &Key, object: &K, what: &str) -> Result<Revision, StoreError> {
+    object
+        .meta()
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .map(Revision)
+        .ok_or_else(|| StoreError::Invalid {
+            key: key.to_string(),
+            reason: format!("{what} needs metadata.resourceVersion (read the object first)"),
+        })
+}
+
+fn update_parts<K: TypedResource>(object: &K) -> Result<(Kind, serde_json::Value, Revision), StoreError> {
+    let kind = Kind::of::<K>();
+    let value = encode(&kind, object)?;
+    let key = Key::of_value(&kind, &value)?;
+    let expected = read_at(&key, object, "update")?;
+    Ok((kind, value, expected))
+}
+
+impl Write {
+    /// An update of a typed object read earlier: a compare-and-swap on the revision it was
+    /// read at.
+    pub fn update_of<K: TypedResource>(object: &K) -> Result<Write, StoreError> {
+        let (kind, value, expected) = update_parts(object)?;
+        Ok(Write::Update { kind, value, expected })
+    }
+
+    /// The deletion of a typed object read earlier, if it is still at that revision.
+    pub fn delete_of<K: TypedResource>(object: &K) -> Result<Write, StoreError> {
+        let kind = Kind::of::<K>();
+        let key = Key::of_value(&kind, &encode(&kind, object)?)?;
+        let expected = read_at(&key, object, "delete")?;
+        Ok(Write::Delete {
+            key,
+            expected: Some(expected),
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! The file store's journal: the commit log every write goes through, and what watches read.
 //!
 //! One JSON document a line. The first line is a [`Header`]; every other line is an [`Entry`]
-//! with the next revision. A write is committed when its line, newline included, is fsynced.
+//! with the next revision, or a [`Batch`] of entries with consecutive revisions that were
+//! committed together (all or none: they share one line). A write is committed when its line,
+//! newline included, is fsynced.
 //! A line without its newline is a torn append of a writer that died: it was never committed
 //! and recovery cuts it off. Revisions at or below the header's `compactedThrough` are gone.
 //!
@@ -57,11 +59,18 @@ pub(super) struct Entry {
     pub object: Value,
 }
 
+/// Entries committed together, in one line.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(super) struct Batch {
+    pub batch: Vec<Entry>,
+}
+
 /// One line of the journal, parsed.
 #[derive(Debug)]
 pub(super) enum Line {
     Header(Header),
-    Entry(Box<Entry>),
+    /// One entry, or the entries of a batch in revision order; never empty.
+    Entries(Vec<Entry>),
 }
 
 pub(super) fn parse_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Line, StoreError> {
@@ -80,10 +89,20 @@ pub(super) fn parse_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Line,
             )));
         }
         Ok(Line::Header(header))
+    } else if value.get("batch").is_some() {
+        let Batch { batch } =
+            serde_json::from_value(value).map_err(|error| corrupt(format!("bad journal batch: {error}")))?;
+        let consecutive = batch
+            .windows(2)
+            .all(|pair| pair[1].revision.0 == pair[0].revision.0 + 1);
+        if batch.is_empty() || !consecutive {
+            return Err(corrupt("a batch without entries or with revisions out of order".into()));
+        }
+        Ok(Line::Entries(batch))
     } else {
         let entry: Entry =
             serde_json::from_value(value).map_err(|error| corrupt(format!("bad journal entry: {error}")))?;
-        Ok(Line::Entry(Box::new(entry)))
+        Ok(Line::Entries(vec![entry]))
     }
 }
 
@@ -101,8 +120,9 @@ pub(super) fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std:
 pub(super) struct Tail {
     /// The newest committed revision (the header's when there are no entries).
     pub head: Revision,
-    /// The newest entry, if any follows the header.
-    pub last: Option<Entry>,
+    /// The entries of the last line (one write or one batch); empty when only the header is
+    /// there.
+    pub last: Vec<Entry>,
     /// Length of the committed part: everything after it is a torn append.
     pub committed_len: u64,
     pub file_len: u64,
@@ -163,13 +183,13 @@ pub(super) fn read_tail(path: &Path) -> Result<Tail, StoreError> {
     match parse_line(path, line_offset, &line)? {
         Line::Header(header) => Ok(Tail {
             head: header.compacted_through,
-            last: None,
+            last: Vec::new(),
             committed_len,
             file_len,
         }),
-        Line::Entry(entry) => Ok(Tail {
-            head: entry.revision,
-            last: Some(*entry),
+        Line::Entries(entries) => Ok(Tail {
+            head: entries.last().map_or(Revision(0), |entry| entry.revision),
+            last: entries,
             committed_len,
             file_len,
         }),
@@ -200,12 +220,24 @@ pub(super) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
     file.sync_all().map_err(io_error("fsync", path))
 }
 
-/// Appends one entry and makes it durable: the commit point of a write.
-pub(super) fn append(path: &Path, entry: &Entry) -> Result<u64, StoreError> {
-    let mut line = serde_json::to_vec(entry).map_err(|error| StoreError::Invalid {
-        key: format!("{}/{}", entry.key.kind, entry.key.name),
+/// Appends one line, the entry or (more than one) the batch, and makes it durable: the commit
+/// point of a write.
+pub(super) fn append(path: &Path, entries: &[Entry]) -> Result<u64, StoreError> {
+    let invalid = |error: serde_json::Error| StoreError::Invalid {
+        key: entries
+            .iter()
+            .map(|entry| format!("{}/{}", entry.key.kind, entry.key.name))
+            .collect::<Vec<_>>()
+            .join(", "),
         reason: error.to_string(),
-    })?;
+    };
+    let mut line = match entries {
+        [entry] => serde_json::to_vec(entry).map_err(invalid)?,
+        _ => serde_json::to_vec(&Batch {
+            batch: entries.to_vec(),
+        })
+        .map_err(invalid)?,
+    };
     line.push(b'\n');
     let mut file = OpenOptions::new()
         .append(true)
@@ -238,9 +270,9 @@ pub(super) fn compact(path: &Path, keep_bytes: u64) -> Result<(), StoreError> {
                 compacted_through = compacted_through.max(header.compacted_through);
                 break;
             }
-            Line::Entry(entry) => {
+            Line::Entries(entries) => {
                 if size + line.len() as u64 > keep_bytes && !kept.is_empty() {
-                    compacted_through = entry.revision;
+                    compacted_through = entries.last().map_or(compacted_through, |entry| entry.revision);
                     break;
                 }
                 size += line.len() as u64;

@@ -13,7 +13,8 @@
 //! (3) append the entry to the journal and fsync it: the commit point; (4) write the object file
 //! (temporary file, fsync, rename, fsync of the directory) or unlink it. A process killed at any
 //! point leaves a store that the next reader or writer completes, with nothing half-written:
-//! either the whole write happened or none of it. Readers take the shared lock, so a list and
+//! either the whole write happened or none of it. A transaction ([`Store::transact`]) is the
+//! same with several entries in one journal line: one fsync, all of them or none. Readers take the shared lock, so a list and
 //! its revision are one consistent snapshot. Watches poll the journal (every 50 ms by default).
 //!
 //! Never: a write without the exclusive lock, an object file written in place, an object that
@@ -24,7 +25,7 @@ mod journal;
 mod watch;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +36,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::journal::{Change, Entry, EntryKey, io_error};
-use super::{Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchStream, check_kind, normalize};
+use super::{
+    Key, Kind, Object, ObjectList, Revision, Store, StoreError, WatchStream, Write, check_kind, distinct_keys,
+    normalize,
+};
 
 /// Tunables of a [`FileStore`].
 #[derive(Debug, Clone)]
@@ -79,12 +83,12 @@ struct Inner {
 }
 
 /// What identifies one state of the journal file (appends change its length and ctime,
-/// compaction its inode) and of the object file of its last entry (which recovery restores
-/// when damaged, so a change to it needs a full check again).
+/// compaction its inode) and of the object files of its last line's entries (which recovery
+/// restores when damaged, so a change to one needs a full check again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct JournalMark {
     journal: Option<FileStamp>,
-    last_object: Option<(PathBuf, Option<FileStamp>)>,
+    last_objects: Vec<(PathBuf, Option<FileStamp>)>,
     head: Revision,
 }
 
@@ -98,25 +102,28 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 }
 
 impl JournalMark {
-    fn of(journal: &Path, last_object: Option<PathBuf>, head: Revision) -> JournalMark {
+    fn of(journal: &Path, last_objects: Vec<PathBuf>, head: Revision) -> JournalMark {
         JournalMark {
             journal: stamp(journal),
-            last_object: last_object.map(|path| {
-                let stamp = stamp(&path);
-                (path, stamp)
-            }),
+            last_objects: last_objects
+                .into_iter()
+                .map(|path| {
+                    let stamp = stamp(&path);
+                    (path, stamp)
+                })
+                .collect(),
             head,
         }
     }
 
-    /// Whether both files are as they were when the mark was taken.
+    /// Whether the files are as they were when the mark was taken.
     fn still_holds(&self, journal: &Path) -> bool {
         self.journal.is_some()
             && stamp(journal) == self.journal
             && self
-                .last_object
-                .as_ref()
-                .is_none_or(|(path, stamp_then)| stamp(path) == *stamp_then)
+                .last_objects
+                .iter()
+                .all(|(path, stamp_then)| stamp(path) == *stamp_then)
     }
 }
 
@@ -158,6 +165,15 @@ impl FileStore {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// One write, committed alone.
+    async fn write_one(&self, write: Write) -> Result<Object, StoreError> {
+        let mut written = self.transact(vec![write]).await?;
+        written.pop().ok_or_else(|| StoreError::Invalid {
+            key: self.inner.describe(),
+            reason: "a write committed nothing".into(),
+        })
     }
 
     async fn blocking<T, F>(&self, operation: F) -> Result<T, StoreError>
@@ -241,10 +257,10 @@ impl Inner {
         known.still_holds(&self.journal_path()).then_some(known.head)
     }
 
-    /// Records the journal as complete at `head`, its last entry's object at `last_object`.
-    /// Needs a lock.
-    fn mark_clean(&self, head: Revision, last_object: Option<PathBuf>) {
-        let mark = JournalMark::of(&self.journal_path(), last_object, head);
+    /// Records the journal as complete at `head`, the objects of its last line's entries at
+    /// `last_objects`. Needs a lock.
+    fn mark_clean(&self, head: Revision, last_objects: Vec<PathBuf>) {
+        let mark = JournalMark::of(&self.journal_path(), last_objects, head);
         if let Ok(mut clean) = self.clean.lock() {
             *clean = Some(mark);
         }
@@ -365,20 +381,31 @@ impl Inner {
         if tail.committed_len < tail.file_len {
             return Ok(true);
         }
-        let Some(last) = &tail.last else {
-            return Ok(false);
-        };
-        // A damaged file at the last entry's key is rewritten from the journal, which holds
-        // that key's newest state.
-        let current = match Self::read_file(&self.entry_path(&last.key)) {
+        for entry in &tail.last {
+            if self.behind(entry)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the object file of a committed entry is not (yet) what the entry made it. A
+    /// damaged file counts as behind: it is rewritten from the journal, which holds that key's
+    /// newest state.
+    fn behind(&self, entry: &Entry) -> Result<bool, StoreError> {
+        let current = match Self::read_file(&self.entry_path(&entry.key)) {
             Ok(file) => file.map(|file| file.revision),
             Err(StoreError::Corrupt { .. }) => return Ok(true),
             Err(error) => return Err(error),
         };
-        Ok(match last.change {
-            Change::Create | Change::Update => current != Some(last.revision),
-            Change::Delete => current.is_some_and(|revision| revision < last.revision),
+        Ok(match entry.change {
+            Change::Create | Change::Update => current != Some(entry.revision),
+            Change::Delete => current.is_some_and(|revision| revision < entry.revision),
         })
+    }
+
+    fn last_objects(&self, tail: &journal::Tail) -> Vec<PathBuf> {
+        tail.last.iter().map(|entry| self.entry_path(&entry.key)).collect()
     }
 
     /// Completes what a dead writer left. Needs the exclusive lock.
@@ -398,20 +425,23 @@ impl Inner {
             self.check_boot(tail.head)?;
             let _ = self.boot_checked.set(());
         }
-        if self.needs_recovery(&tail)?
-            && let Some(last) = &tail.last
-        {
-            let object_path = self.entry_path(&last.key);
-            tracing::warn!(revision = %last.revision, object = %object_path.display(), "applying a committed write a dead writer left unfinished");
-            match last.change {
-                Change::Create | Change::Update => self.write_object(&object_path, last.revision, &last.object)?,
-                Change::Delete => self.remove_object(&object_path)?,
-            }
-            if let Some(dir) = object_path.parent() {
-                remove_temporaries(dir);
+        // The entries of the last line are applied in order: a batch may hold a key twice.
+        if self.needs_recovery(&tail)? {
+            for entry in &tail.last {
+                let object_path = self.entry_path(&entry.key);
+                tracing::warn!(revision = %entry.revision, object = %object_path.display(), "applying a committed write a dead writer left unfinished");
+                match entry.change {
+                    Change::Create | Change::Update => {
+                        self.write_object(&object_path, entry.revision, &entry.object)?
+                    }
+                    Change::Delete => self.remove_object(&object_path)?,
+                }
+                if let Some(dir) = object_path.parent() {
+                    remove_temporaries(dir);
+                }
             }
         }
-        self.mark_clean(tail.head, tail.last.as_ref().map(|last| self.entry_path(&last.key)));
+        self.mark_clean(tail.head, self.last_objects(&tail));
         Ok(tail.head)
     }
 
@@ -437,24 +467,24 @@ impl Inner {
             if !line.ends_with(b"\n") {
                 break;
             }
-            let journal::Line::Entry(entry) = journal::parse_line(&path, line_offset, &line[..line.len() - 1])? else {
+            let journal::Line::Entries(entries) = journal::parse_line(&path, line_offset, &line[..line.len() - 1])?
+            else {
                 continue;
             };
-            if entry.revision <= since {
-                continue;
-            }
-            let object_path = self.entry_path(&entry.key);
-            let current = Self::read_file(&object_path).ok().flatten().map(|f| f.revision);
-            match entry.change {
-                Change::Create | Change::Update if current.is_none_or(|r| r < entry.revision) => {
-                    self.write_object(&object_path, entry.revision, &entry.object)?;
-                    replayed += 1;
+            for entry in entries.iter().filter(|entry| entry.revision > since) {
+                let object_path = self.entry_path(&entry.key);
+                let current = Self::read_file(&object_path).ok().flatten().map(|f| f.revision);
+                match entry.change {
+                    Change::Create | Change::Update if current.is_none_or(|r| r < entry.revision) => {
+                        self.write_object(&object_path, entry.revision, &entry.object)?;
+                        replayed += 1;
+                    }
+                    Change::Delete if current.is_some_and(|r| r < entry.revision) => {
+                        self.remove_object(&object_path)?;
+                        replayed += 1;
+                    }
+                    _ => {}
                 }
-                Change::Delete if current.is_some_and(|r| r < entry.revision) => {
-                    self.remove_object(&object_path)?;
-                    replayed += 1;
-                }
-                _ => {}
             }
         }
         if replayed > 0 {
@@ -498,7 +528,7 @@ impl Inner {
             }
             let tail = journal::read_tail(&self.journal_path())?;
             if !self.needs_recovery(&tail)? {
-                self.mark_clean(tail.head, tail.last.as_ref().map(|last| self.entry_path(&last.key)));
+                self.mark_clean(tail.head, self.last_objects(&tail));
                 return read(tail.head);
             }
         }
@@ -507,30 +537,64 @@ impl Inner {
         read(head)
     }
 
-    /// Commits one change under the exclusive lock.
-    fn commit(&self, head: Revision, change: Change, key: &Key, object: Value) -> Result<Object, StoreError> {
-        let revision = Revision(head.0 + 1);
-        let entry = Entry {
-            revision,
-            change,
-            key: entry_key(key),
-            object,
+    /// Checks a write's condition against the stored objects (under the exclusive lock) and
+    /// returns the change to commit.
+    fn prepare(&self, write: Write) -> Result<(Change, Key, Value), StoreError> {
+        let key = write.key()?;
+        let current = self.read_object(&key)?;
+        write.check(&key, current.as_ref().map(|object| object.revision))?;
+        Ok(match write {
+            Write::Create { kind, value } => (Change::Create, key, normalize(&kind, value)),
+            Write::Update { kind, value, .. } => (Change::Update, key, normalize(&kind, value)),
+            Write::Delete { .. } => {
+                let mut last = current.map(|object| object.value).unwrap_or_default();
+                if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("resourceVersion");
+                }
+                (Change::Delete, key, last)
+            }
+        })
+    }
+
+    /// Commits changes together under the exclusive lock: one journal line, one fsync, the
+    /// revisions after `head` in order.
+    fn commit_all(&self, head: Revision, changes: Vec<(Change, Key, Value)>) -> Result<Vec<Object>, StoreError> {
+        let entries: Vec<Entry> = changes
+            .iter()
+            .zip(head.0 + 1..)
+            .map(|((change, key, object), revision)| Entry {
+                revision: Revision(revision),
+                change: *change,
+                key: entry_key(key),
+                object: object.clone(),
+            })
+            .collect();
+        let Some(newest) = entries.last().map(|entry| entry.revision) else {
+            return Ok(Vec::new());
         };
         let journal_path = self.journal_path();
-        let journal_len = journal::append(&journal_path, &entry)?;
-        let path = self.object_path(key);
-        match change {
-            Change::Create | Change::Update => self.write_object(&path, revision, &entry.object)?,
-            Change::Delete => self.remove_object(&path)?,
+        let journal_len = journal::append(&journal_path, &entries)?;
+        let mut paths = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let path = self.entry_path(&entry.key);
+            match entry.change {
+                Change::Create | Change::Update => self.write_object(&path, entry.revision, &entry.object)?,
+                Change::Delete => self.remove_object(&path)?,
+            }
+            paths.push(path);
         }
         let compact = journal_len > self.options.journal_limit_bytes;
         // Everything a compaction drops from the journal must be on disk first.
-        self.maybe_checkpoint(revision, compact)?;
+        self.maybe_checkpoint(newest, compact)?;
         if compact {
             journal::compact(&journal_path, self.options.journal_limit_bytes / 2)?;
         }
-        self.mark_clean(revision, Some(path));
-        Ok(Object::new(key.clone(), revision, entry.object))
+        self.mark_clean(newest, paths);
+        Ok(changes
+            .into_iter()
+            .zip(entries)
+            .map(|((_, key, _), entry)| Object::new(key, entry.revision, entry.object))
+            .collect())
     }
 
     fn write_locked<T>(&self, write: impl FnOnce(Revision) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -642,62 +706,39 @@ impl Store for FileStore {
     }
 
     async fn create(&self, kind: &Kind, value: Value) -> Result<Object, StoreError> {
-        let key = Key::of_value(kind, &value)?;
-        let value = normalize(kind, value);
-        self.blocking(move |inner| {
-            inner.write_locked(|head| {
-                if inner.read_object(&key)?.is_some() {
-                    return Err(StoreError::AlreadyExists { key: key.to_string() });
-                }
-                inner.commit(head, Change::Create, &key, value)
-            })
+        self.write_one(Write::Create {
+            kind: kind.clone(),
+            value,
         })
         .await
     }
 
     async fn update(&self, kind: &Kind, value: Value, expected: Revision) -> Result<Object, StoreError> {
-        let key = Key::of_value(kind, &value)?;
-        let value = normalize(kind, value);
-        self.blocking(move |inner| {
-            inner.write_locked(|head| {
-                let current = inner
-                    .read_object(&key)?
-                    .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
-                if current.revision != expected {
-                    return Err(StoreError::Conflict {
-                        key: key.to_string(),
-                        expected,
-                        found: Some(current.revision),
-                    });
-                }
-                inner.commit(head, Change::Update, &key, value)
-            })
+        self.write_one(Write::Update {
+            kind: kind.clone(),
+            value,
+            expected,
         })
         .await
     }
 
     async fn delete(&self, key: &Key, expected: Option<Revision>) -> Result<Object, StoreError> {
-        key.check()?;
-        let key = key.clone();
+        self.write_one(Write::Delete {
+            key: key.clone(),
+            expected,
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<Vec<Object>, StoreError> {
+        distinct_keys(&writes)?;
         self.blocking(move |inner| {
             inner.write_locked(|head| {
-                let current = inner
-                    .read_object(&key)?
-                    .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
-                if let Some(expected) = expected
-                    && current.revision != expected
-                {
-                    return Err(StoreError::Conflict {
-                        key: key.to_string(),
-                        expected,
-                        found: Some(current.revision),
-                    });
-                }
-                let mut last = current.value;
-                if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                    metadata.remove("resourceVersion");
-                }
-                inner.commit(head, Change::Delete, &key, last)
+                let changes = writes
+                    .into_iter()
+                    .map(|write| inner.prepare(write))
+                    .collect::<Result<Vec<_>, _>>()?;
+                inner.commit_all(head, changes)
             })
         })
         .await

@@ -112,21 +112,23 @@ impl JournalTail {
                         });
                     }
                 }
-                Line::Entry(entry) => {
-                    if entry.revision <= self.seen {
-                        continue;
+                Line::Entries(entries) => {
+                    for entry in entries {
+                        if entry.revision <= self.seen {
+                            continue;
+                        }
+                        self.seen = entry.revision;
+                        if entry.key.kind != kind.kind || entry.key.api_version != api_version {
+                            continue;
+                        }
+                        let key = Key::new(kind, entry.key.namespace.as_deref(), &entry.key.name);
+                        let object = Object::new(key, entry.revision, entry.object);
+                        events.push(match entry.change {
+                            Change::Create => WatchEvent::Added(object),
+                            Change::Update => WatchEvent::Modified(object),
+                            Change::Delete => WatchEvent::Deleted(object),
+                        });
                     }
-                    self.seen = entry.revision;
-                    if entry.key.kind != kind.kind || entry.key.api_version != api_version {
-                        continue;
-                    }
-                    let key = Key::new(kind, entry.key.namespace.as_deref(), &entry.key.name);
-                    let object = Object::new(key, entry.revision, entry.object);
-                    events.push(match entry.change {
-                        Change::Create => WatchEvent::Added(object),
-                        Change::Update => WatchEvent::Modified(object),
-                        Change::Delete => WatchEvent::Deleted(object),
-                    });
                 }
             }
         }
