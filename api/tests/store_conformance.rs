@@ -398,6 +398,45 @@ async fn a_transaction_with_one_failed_condition_changes_nothing(backend: Backen
     assert_eq!(list.items[0].revision, second.revision);
 }
 
+async fn a_service_status_is_written_with_the_service(backend: Backend) {
+    let store = backend.store;
+    let kind = kinds::by_name("Service").unwrap();
+    let created = store
+        .create(
+            &kind,
+            json!({"metadata": {"name": "web", "namespace": "x"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap();
+    let mut value = created.value.clone();
+    value["status"] = json!({"loadBalancer": {"ingress": [{"ip": "198.18.9.1"}]}});
+    let updated = store.update(&kind, value, created.revision).await.unwrap();
+    assert_eq!(
+        updated.value["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "198.18.9.1"
+    );
+    let read = store.get(&created.key).await.unwrap().unwrap();
+    assert_eq!(
+        read.value["status"]["loadBalancer"]["ingress"][0]["ip"], "198.18.9.1",
+        "{read:?}"
+    );
+    assert_eq!(read.revision, updated.revision);
+
+    // Clearing the status and changing the spec in one update does both.
+    let mut value = read.value.clone();
+    value.as_object_mut().unwrap().remove("status");
+    value["spec"]["type"] = json!("ClusterIP");
+    store.update(&kind, value, read.revision).await.unwrap();
+    let read = store.get(&created.key).await.unwrap().unwrap();
+    assert_eq!(read.value["spec"]["type"], "ClusterIP");
+    assert!(
+        read.value
+            .get("status")
+            .is_none_or(|status| status.get("loadBalancer").is_none()),
+        "{read:?}"
+    );
+}
+
 async fn an_object_of_the_wrong_kind_is_refused(backend: Backend) {
     let store = backend.store;
     let mut value = pool("pool-a", "198.18.0.0/16");
@@ -636,6 +675,7 @@ conformance!(
     stale_revision_is_a_conflict_and_changes_nothing,
     a_transaction_makes_every_write_and_watchers_see_each,
     a_transaction_with_one_failed_condition_changes_nothing,
+    a_service_status_is_written_with_the_service,
     an_object_of_the_wrong_kind_is_refused,
     watch_delivers_every_change_once_in_order,
     watch_resumes_after_a_restart,

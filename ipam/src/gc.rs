@@ -3,6 +3,9 @@
 //!
 //! An allocation's owner is read from its attributes:
 //! - a `WorkloadEndpoint` with the allocation's `container` id → alive;
+//! - a LoadBalancer address (attribute `service`, [`crate::loadbalancer`]): alive while that
+//!   Service exists (with the same uid, when recorded); its `node` is no node, and the blocks
+//!   of [`crate::loadbalancer::LOAD_BALANCER_NODE`] keep their affinity;
 //! - else, with `namespace` and `pod`: alive while that `Pod` exists in the store;
 //! - else, with `node`: dead when the cluster tracks nodes (`WeftNode` or `Node` objects exist)
 //!   and that node is not among them;
@@ -18,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use serde::Serialize;
 use weft_api::resources::{AffinityState, BlockAffinity, IPAMBlock, IPAMHandle, WeftNode, WorkloadEndpoint};
 use weft_api::{Key, Kind, Revision, StoreError, StoreExt};
@@ -26,6 +29,7 @@ use weft_api::{Key, Kind, Revision, StoreError, StoreExt};
 use crate::allocator::{ATTRIBUTE_NODE, ATTRIBUTE_TIMESTAMP, Allocator};
 use crate::block::{Block, Held};
 use crate::error::IpamError;
+use crate::loadbalancer::{ATTRIBUTE_SERVICE, ATTRIBUTE_UID, LOAD_BALANCER_NODE};
 use crate::names::{affinity_name, block_name};
 
 /// Attribute keys naming an allocation's owner (set by the CNI plugins).
@@ -77,6 +81,8 @@ pub struct GcReport {
 struct Owners {
     pods: BTreeSet<(String, String)>,
     containers: BTreeSet<String>,
+    /// Services by namespace and name, with their uid.
+    services: BTreeMap<(String, String), Option<String>>,
     nodes: Option<BTreeSet<String>>,
 }
 
@@ -87,6 +93,7 @@ impl Owners {
         let (endpoints, _) = store.list_as::<WorkloadEndpoint>(None).await?;
         let (weft_nodes, _) = store.list_as::<WeftNode>(None).await?;
         let (nodes, _) = store.list_as::<Node>(None).await?;
+        let (services, _) = store.list_as::<Service>(None).await?;
         let node_names: BTreeSet<String> = weft_nodes
             .iter()
             .filter_map(|n| n.metadata.name.clone())
@@ -102,6 +109,13 @@ impl Owners {
                 .map(|e| e.spec.container_id.clone())
                 .filter(|c| !c.is_empty())
                 .collect(),
+            services: services
+                .iter()
+                .filter_map(|s| {
+                    let key = (s.metadata.namespace.clone()?, s.metadata.name.clone()?);
+                    Some((key, s.metadata.uid.clone()))
+                })
+                .collect(),
             nodes: (!node_names.is_empty()).then_some(node_names),
         })
     }
@@ -113,6 +127,20 @@ impl Owners {
             .is_some_and(|c| self.containers.contains(c))
         {
             return None;
+        }
+        if let Some(service) = attributes.get(ATTRIBUTE_SERVICE) {
+            let namespace = attributes.get(ATTRIBUTE_NAMESPACE).cloned().unwrap_or_default();
+            return match self.services.get(&(namespace.clone(), service.clone())) {
+                Some(uid)
+                    if attributes
+                        .get(ATTRIBUTE_UID)
+                        .is_none_or(|wanted| uid.as_ref() == Some(wanted)) =>
+                {
+                    None
+                }
+                Some(_) => Some(format!("service {namespace}/{service} was replaced by a new one")),
+                None => Some(format!("service {namespace}/{service} is gone")),
+            };
         }
         if let (Some(namespace), Some(pod)) = (attributes.get(ATTRIBUTE_NAMESPACE), attributes.get(ATTRIBUTE_POD)) {
             if self.pods.contains(&(namespace.clone(), pod.clone())) {
@@ -129,7 +157,7 @@ impl Owners {
     }
 
     fn node_gone(&self, node: &str) -> bool {
-        self.nodes.as_ref().is_some_and(|nodes| !nodes.contains(node))
+        node != LOAD_BALANCER_NODE && self.nodes.as_ref().is_some_and(|nodes| !nodes.contains(node))
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`block`] and [`pools`]: the decisions, pure (which addresses, which pools, which block);
 //! - [`allocator`]: those decisions applied to the datastore by compare-and-swap;
 //! - [`gc`]: finds and releases what no live owner holds;
+//! - [`loadbalancer`]: addresses for `type: LoadBalancer` Services from LoadBalancer pools;
 //! - [`cni`]: the `weft-ipam` CNI IPAM plugin on top.
 
 pub mod allocator;
@@ -11,6 +12,7 @@ pub mod block;
 pub mod cni;
 pub mod error;
 pub mod gc;
+pub mod loadbalancer;
 pub mod names;
 pub mod pools;
 mod retry;

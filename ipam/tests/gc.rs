@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::json;
 use weft_api::resources::{AllowedUse, BlockAffinity, IPAMBlock, IPPool, IPPoolSpec, WeftNode, WeftNodeSpec};
 use weft_api::{Store, StoreExt};
@@ -148,4 +148,51 @@ async fn the_blocks_of_a_deleted_node_are_released() {
     let affinities: Vec<Option<String>> = blocks.iter().map(|b| b.spec.affinity.clone()).collect();
     assert_eq!(affinities, [Some("node-2".to_owned())], "node-1's block is gone");
     assert_eq!(allocator.addresses_of("net.on-node-2.eth0").await.unwrap(), kept);
+}
+
+#[tokio::test]
+async fn a_load_balancer_address_lives_as_long_as_its_service() {
+    let (allocator, _dir) = allocator("198.18.0.0/24", 26).await;
+    let store = allocator.store();
+    let spec: IPPoolSpec =
+        serde_json::from_value(json!({"cidr": "198.18.9.0/24", "blockSize": 28, "allowedUses": ["LoadBalancer"]}))
+            .unwrap();
+    store.create_as(&IPPool::new("lb-pool", spec)).await.unwrap();
+    // The cluster tracks nodes: a node-less allocation would be a dead node's.
+    store
+        .create_as(&WeftNode::new("node-1", WeftNodeSpec::default()))
+        .await
+        .unwrap();
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "x", "uid": "0b5e6e0c-1"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    store.create_as(&service).await.unwrap();
+    weft_ipam::loadbalancer::reconcile(store).await.unwrap();
+    let stored: Service = store.get_as(Some("x"), "web").await.unwrap().unwrap();
+    let ingress = weft_ipam::loadbalancer::ingress_ips(&stored);
+    assert_eq!(ingress.len(), 1, "{stored:?}");
+    assert!(ingress[0].to_string().starts_with("198.18.9."), "{ingress:?}");
+
+    let report = collect(&allocator, RELEASE, u64::MAX / 2).await.unwrap();
+    assert!(report.leaks.is_empty(), "the Service exists: {report:?}");
+    assert!(report.blocks_released.is_empty(), "{report:?}");
+
+    store
+        .delete(
+            &weft_api::Key::new(&weft_api::Kind::of::<Service>(), Some("x"), "web"),
+            None,
+        )
+        .await
+        .unwrap();
+    // reconcile's allocator stamps allocations with the real clock: past the grace period.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3_600;
+    let report = collect(&allocator, RELEASE, later).await.unwrap();
+    assert_eq!(report.released, ingress, "{report:?}");
+    assert!(report.leaks[0].reason.contains("service x/web is gone"), "{report:?}");
 }

@@ -256,6 +256,11 @@ fn dynamic_from(key: &Key, value: Value) -> Result<DynamicObject, StoreError> {
     })
 }
 
+/// Kubernetes' own kinds whose `status` is written only through the `/status` subresource.
+fn has_status_subresource(kind: &Kind) -> bool {
+    kind.group.is_empty() && matches!(kind.plural.as_str(), "services" | "pods" | "nodes" | "namespaces")
+}
+
 fn post_params() -> PostParams {
     PostParams {
         dry_run: false,
@@ -340,13 +345,44 @@ impl Store for KubeStore {
         }
         let mut value = normalize(kind, value);
         set_resource_version(&mut value, expected);
+        let status = value.get("status").cloned();
         let object = dynamic_from(&key, value)?;
-        match self.api_for(&key).replace(&key.name, &post_params(), &object).await {
-            Ok(updated) => self.object_from(kind, updated),
-            Err(::kube::Error::Api(status)) if status.code == 409 => Err(self.conflict(&key, expected).await),
-            Err(::kube::Error::Api(status)) if status.code == 404 => Err(StoreError::NotFound { key: key.to_string() }),
-            Err(error) => Err(self.classify(&key.to_string(), error)),
+        let api = self.api_for(&key);
+        let updated = match api.replace(&key.name, &post_params(), &object).await {
+            Ok(updated) => updated,
+            Err(::kube::Error::Api(status)) if status.code == 409 => return Err(self.conflict(&key, expected).await),
+            Err(::kube::Error::Api(status)) if status.code == 404 => {
+                return Err(StoreError::NotFound { key: key.to_string() });
+            }
+            Err(error) => return Err(self.classify(&key.to_string(), error)),
+        };
+        // Kubernetes' own kinds keep their status through a replace: write it through `/status`
+        // (a second write, so a writer in between can make it a conflict after the first).
+        if has_status_subresource(kind) && updated.data.get("status") != status.as_ref() {
+            let mut with_status = updated;
+            let revision = with_status.metadata.resource_version.clone();
+            match (&status, with_status.data.as_object_mut()) {
+                (Some(status), Some(data)) => {
+                    data.insert("status".into(), status.clone());
+                }
+                (None, Some(data)) => {
+                    data.remove("status");
+                }
+                _ => {}
+            }
+            return match api.replace_status(&key.name, &post_params(), &with_status).await {
+                Ok(updated) => self.object_from(kind, updated),
+                Err(::kube::Error::Api(status)) if status.code == 409 => {
+                    let expected = revision
+                        .as_deref()
+                        .and_then(|rv| rv.parse().ok())
+                        .map_or(expected, Revision);
+                    Err(self.conflict(&key, expected).await)
+                }
+                Err(error) => Err(self.classify(&key.to_string(), error)),
+            };
         }
+        self.object_from(kind, updated)
     }
 
     async fn delete(&self, key: &Key, expected: Option<Revision>) -> Result<Object, StoreError> {

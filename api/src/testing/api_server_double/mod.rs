@@ -17,7 +17,9 @@
 //! - update: PUT; a `metadata.resourceVersion` other than the current one is 409 `Conflict`, an
 //!   empty one overwrites (as for custom resources); 404 `NotFound`; an update that changes
 //!   nothing keeps the revision and makes no event; `generation` grows when more than
-//!   `metadata`/`status` changes;
+//!   `metadata`/`status` changes; for Kubernetes' own kinds with a status subresource
+//!   (services, pods, nodes, namespaces) a PUT keeps the stored `status` and a PUT of
+//!   `…/{name}/status` changes only the `status`;
 //! - delete: DELETE with optional `DeleteOptions` (`preconditions.resourceVersion` and `uid`:
 //!   409 on a mismatch); answers with the deleted object's last state; the DELETED event carries
 //!   the revision of the deletion;
@@ -33,7 +35,7 @@
 //! Deliberately left out: authentication and authorization, TLS, discovery (`/api`, `/apis`),
 //! CRD registration and schema validation, label and field selectors (refused with 400 rather
 //! than ignored), pagination (`limit` is ignored: every list is whole), PATCH and server-side
-//! apply, subresources (`/status`, `/scale`), `generateName`, `dryRun`, finalizers and graceful
+//! apply, subresources other than `/status`, `generateName`, `dryRun`, finalizers and graceful
 //! deletion, namespace existence checks, bookmarks, streaming lists (`sendInitialEvents`),
 //! HTTP/2 and protobuf. Departure on purpose: `resourceVersion=0` on a watch means "every change
 //! above 0" (the store contract), not Kubernetes' "any recent state".
@@ -327,6 +329,14 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bo
         }
     };
     match (&parts.method, target.name.as_deref()) {
+        (method, _) if target.status && !matches!(*method, Method::GET | Method::PUT) => {
+            let message = format!("the API server double does not support {method} on {path}");
+            refuse(Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                message,
+            ))
+        }
         (&Method::GET, None) if query.watch => start_watch(shared, target, &query),
         (&Method::GET, None) => json_response(StatusCode::OK, &shared.lock().list(&target)),
         (&Method::GET, Some(name)) => answer(StatusCode::OK, shared.lock().get(&target, name)),

@@ -187,6 +187,21 @@ impl State {
                 format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"),
             ));
         }
+        // A write of the object keeps the stored status, a write of `/status` changes only it.
+        if target.status || target.status_is_separate() {
+            let (mut merged, status) = if target.status {
+                (current.clone(), object.get("status").cloned())
+            } else {
+                (object, current.get("status").cloned())
+            };
+            if let Some(map) = merged.as_object_mut() {
+                match status {
+                    Some(status) => map.insert("status".into(), status),
+                    None => map.remove("status"),
+                };
+            }
+            object = merged;
+        }
         let generation = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

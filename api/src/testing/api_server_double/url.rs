@@ -43,6 +43,8 @@ pub(super) struct Target {
     /// `None` for cluster-wide URLs (cluster-scoped objects, or every namespace).
     pub(super) namespace: Option<String>,
     pub(super) name: Option<String>,
+    /// `…/{name}/status`: the object's status alone.
+    pub(super) status: bool,
 }
 
 impl Target {
@@ -57,13 +59,20 @@ impl Target {
         if (group.is_empty() && path.starts_with("/apis/")) || segments.iter().any(|s| s.is_empty()) {
             return None;
         }
-        let (version, namespace, plural, name) = match segments.as_slice() {
+        let (segments, status) = match segments.as_slice() {
+            [rest @ .., "status"] if rest.len() == 3 || (rest.len() == 5 && rest[1] == "namespaces") => (rest, true),
+            all => (all, false),
+        };
+        let (version, namespace, plural, name) = match segments {
             [version, plural] => (version, None, plural, None),
             [version, plural, name] => (version, None, plural, Some(name)),
             [version, "namespaces", namespace, plural] => (version, Some(namespace), plural, None),
             [version, "namespaces", namespace, plural, name] => (version, Some(namespace), plural, Some(name)),
             _ => return None,
         };
+        if status && !has_status_subresource(group, plural) {
+            return None;
+        }
         Some(Target {
             resource: Resource {
                 group: group.to_owned(),
@@ -72,7 +81,14 @@ impl Target {
             },
             namespace: namespace.map(|n| (*n).to_owned()),
             name: name.map(|n| (*n).to_owned()),
+            status,
         })
+    }
+
+    /// Whether the resource's status is written only through `…/status`, as for Kubernetes'
+    /// own kinds that have one (weft's CRDs declare no status subresource).
+    pub(super) fn status_is_separate(&self) -> bool {
+        has_status_subresource(&self.resource.group, &self.resource.plural)
     }
 
     pub(super) fn key(&self, name: &str) -> ObjectKey {
@@ -91,6 +107,10 @@ impl Target {
                 .as_ref()
                 .is_none_or(|namespace| *namespace == key.namespace)
     }
+}
+
+fn has_status_subresource(group: &str, plural: &str) -> bool {
+    group.is_empty() && matches!(plural, "services" | "pods" | "nodes" | "namespaces")
 }
 
 /// Where an object lives; ordered as etcd orders keys (resource, namespace, name).
