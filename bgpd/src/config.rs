@@ -196,8 +196,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The route reflection cluster id (RFC 4456); the router id unless configured.
     pub cluster_id: Ipv4Addr,
-    /// Prefixes this speaker originates.
-    pub originate: Vec<IpNet>,
+    /// Prefixes this speaker originates (in the file: `originate: [CIDR, …]`, with neither
+    /// communities nor, unless `kernel.blackhole`, blackholes).
+    pub originate: Vec<Originated>,
     /// Install the best learned paths into the kernel's main table.
     pub kernel_install: bool,
     /// Back every originated prefix with a blackhole route (traffic to an unused address of
@@ -211,6 +212,40 @@ pub struct Config {
     pub graceful_restart: Option<u16>,
     /// Configured neighbours.
     pub peers: Vec<PeerConfig>,
+}
+
+/// One originated prefix and what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Originated {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Communities (RFC 1997) attached to its path.
+    pub communities: Vec<u32>,
+    /// Large communities (RFC 8092) attached to its path.
+    pub large_communities: Vec<[u32; 3]>,
+    /// Backed by a blackhole route in the kernel (with `kernel.blackhole`).
+    pub blackhole: bool,
+}
+
+impl Originated {
+    /// A prefix without communities.
+    pub fn plain(prefix: IpNet, blackhole: bool) -> Self {
+        Self {
+            prefix,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            blackhole,
+        }
+    }
+}
+
+/// The prefixes of `originate` that get a blackhole route.
+pub fn blackholes(originate: &[Originated]) -> Vec<IpNet> {
+    originate
+        .iter()
+        .filter(|originated| originated.blackhole)
+        .map(|originated| originated.prefix)
+        .collect()
 }
 
 /// A TCP MD5 key; never printed.
@@ -256,6 +291,9 @@ pub struct PeerConfig {
     pub route_reflector_client: bool,
     /// How long a write may wait for the peer to read before the session is dropped (RFC 9687).
     pub send_hold_time: Duration,
+    /// The graceful restart Restart Time advertised to this peer instead of the speaker's
+    /// (cluster mode: `BGPPeer.maxRestartTimeSeconds`); `None`: the speaker's.
+    pub restart_time: Option<u16>,
 }
 
 /// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
@@ -317,6 +355,7 @@ impl Config {
                     )
                 })?,
         };
+        let kernel_blackhole = raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole);
         let mut originate = Vec::new();
         let mut seen = HashSet::new();
         for (i, text) in raw.originate.iter().enumerate() {
@@ -331,7 +370,7 @@ impl Config {
                 ));
             }
             if seen.insert(prefix) {
-                originate.push(prefix);
+                originate.push(Originated::plain(prefix, kernel_blackhole));
             }
         }
         let kernel_max_paths = match raw.kernel.as_ref().and_then(|kernel| kernel.max_paths) {
@@ -384,7 +423,7 @@ impl Config {
             cluster_id,
             originate,
             kernel_install: raw.kernel.as_ref().is_some_and(|kernel| kernel.install),
-            kernel_blackhole: raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole),
+            kernel_blackhole,
             kernel_max_paths,
             graceful_restart,
             peers,
@@ -586,6 +625,7 @@ fn check_peer(
         source_address,
         route_reflector_client: raw.route_reflector_client,
         send_hold_time: Duration::from_secs(send_hold_time),
+        restart_time: None,
     })
 }
 

@@ -7,11 +7,17 @@
 //! cancellation token. SIGHUP reloads the file ([`reload`]).
 //! SIGTERM or SIGINT cancels it: every session sends a Cease (Administrative Shutdown) and the
 //! process exits 0. SIGUSR1 stops it for a restart (graceful restart on): no Cease, kernel
-//! routes left for the next run ([`shutdown`]). Cluster mode (`--store`) is not built yet and says so.
+//! routes left for the next run ([`shutdown`]).
+//!
+//! Cluster mode (`--store S --nodename N`) runs the same daemon on a configuration derived from
+//! the datastore ([`cluster`]): it starts once the node's configuration can be derived, and
+//! every change of it is applied as a reload is (unchanged sessions stay up). SIGHUP does
+//! nothing there: the datastore is followed.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 for an invalid configuration or a socket that cannot
-//! be bound (the message names the key or the address), 2 for what is not implemented yet.
+//! be bound (the message names the key or the address), 2 for a command line without a mode.
 
+mod cluster;
 mod config;
 mod connector;
 mod control;
@@ -28,7 +34,7 @@ mod shutdown;
 mod ttl;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,23 +73,63 @@ struct Args {
     /// This node's name in the datastore (default: the host name).
     #[arg(long, env = "WEFT_NODENAME")]
     nodename: Option<String>,
+    /// Cluster mode: the unix control socket (`weftctl --socket`).
+    #[arg(long, conflicts_with = "config", default_value = config::DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    /// Cluster mode: serve Prometheus `GET /metrics` on this ADDRESS:PORT.
+    #[arg(long, conflicts_with = "config")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug)]
+enum Source {
+    /// Standalone: the file, read again on SIGHUP.
+    File(PathBuf),
+    /// Cluster mode: each configuration derived from the datastore.
+    Cluster(tokio::sync::watch::Receiver<Option<Config>>),
+}
+
+/// What to start.
+enum Mode {
+    Standalone(Box<Config>, PathBuf),
+    Cluster {
+        store: String,
+        node: String,
+        local: cluster::Local,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let Some(path) = args.config else {
-        if args.store.is_some() {
-            eprintln!("weft-bgpd: cluster mode (--store) is not implemented yet; use --config FILE.yaml");
-            return ExitCode::from(2);
+    let mode = match (args.config, args.store) {
+        (Some(path), _) => match Config::load(&path) {
+            Ok(config) => Mode::Standalone(Box::new(config), path),
+            Err(error) => {
+                eprintln!("weft-bgpd: invalid configuration {}: {error:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(store)) => {
+            let node = match args.nodename.or_else(host_name) {
+                Some(node) if !node.is_empty() => node,
+                _ => {
+                    eprintln!("weft-bgpd: give --nodename N (or WEFT_NODENAME): the host name is unknown");
+                    return ExitCode::from(2);
+                }
+            };
+            Mode::Cluster {
+                store,
+                node,
+                local: cluster::Local {
+                    control_socket: args.control_socket,
+                    metrics_listen: args.metrics_listen,
+                },
+            }
         }
-        eprintln!("weft-bgpd: give --config FILE.yaml (standalone mode)");
-        return ExitCode::from(2);
-    };
-    let config = match Config::load(&path) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("weft-bgpd: invalid configuration {}: {error:#}", path.display());
-            return ExitCode::FAILURE;
+        (None, None) => {
+            eprintln!("weft-bgpd: give --config FILE.yaml (standalone mode) or --store S --nodename N (cluster mode)");
+            return ExitCode::from(2);
         }
     };
     tracing_subscriber::fmt()
@@ -105,7 +151,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, &path)) {
+    let result = runtime.block_on(async {
+        let signals = Signals::new()?;
+        match mode {
+            Mode::Standalone(config, path) => run(*config, Source::File(path), signals).await,
+            Mode::Cluster { store, node, local } => run_cluster(&store, node, local, signals).await,
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("weft-bgpd: {error:#}");
@@ -114,8 +167,67 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
-    let mut signals = Signals::new()?;
+/// The host name, the default node name.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+}
+
+/// Cluster mode: follows the datastore, starts the daemon on the node's first configuration
+/// and hands it every later one.
+async fn run_cluster(setting: &str, node: String, local: cluster::Local, mut signals: Signals) -> anyhow::Result<()> {
+    let store = weft_api::store::open(setting)
+        .await
+        .with_context(|| format!("cannot open the datastore {setting} (--store)"))?;
+    let (configs_tx, mut configs) = tokio::sync::watch::channel(None);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tracing::info!(store = %setting, %node, "cluster mode: waiting for the node's configuration in the datastore");
+    let follow = tokio::spawn(cluster::run(store, node, local, configs_tx, cancel.clone()));
+    let first = loop {
+        tokio::select! {
+            first = configs.wait_for(Option::is_some) => match first {
+                Ok(first) => break first.clone(),
+                Err(_) => anyhow::bail!("the datastore loop ended before the node had a configuration"),
+            },
+            signal = signals.next() => {
+                if let Signal::Stop { .. } = signal {
+                    cancel.cancel();
+                    return Ok(());
+                }
+                tracing::info!("SIGHUP ignored: in cluster mode the datastore is followed");
+            }
+        }
+    };
+    let Some(first) = first else {
+        anyhow::bail!("the datastore loop published no configuration");
+    };
+    configs.borrow_and_update();
+    let result = run(first, Source::Cluster(configs), signals).await;
+    cancel.cancel();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, follow).await.is_err() {
+        tracing::warn!("the datastore loop did not end within the shutdown deadline");
+    }
+    result
+}
+
+/// The next configuration the datastore gives (never, in standalone mode or once the loop
+/// has ended).
+async fn next_config(source: &mut Source) -> Config {
+    if let Source::Cluster(configs) = source {
+        if configs.changed().await.is_ok() {
+            if let Some(config) = configs.borrow_and_update().clone() {
+                return config;
+            }
+        } else {
+            tracing::error!("the datastore loop ended: the configuration no longer follows the datastore");
+            *source = Source::File(PathBuf::new());
+        }
+    }
+    std::future::pending().await
+}
+
+async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let cancel = shutdown.token().clone();
     let keys: Vec<(std::net::IpAddr, &[u8])> = config
@@ -193,7 +305,7 @@ async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         let (fib_tx, fib_rx) = mpsc::channel(FIB_QUEUE);
         let shutdown = shutdown.clone();
         let blackholes = if config.kernel_blackhole {
-            config.originate.clone()
+            config::blackholes(&config.originate)
         } else {
             Vec::new()
         };
@@ -261,12 +373,28 @@ async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
 
     let mut config = config;
     let for_restart = loop {
-        match signals.next().await {
-            Signal::Reload => {
-                tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
-                reload::reload(path, &mut config, &mut peers, &control_tx, fib_queue.as_ref()).await;
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Reload => match &source {
+                    Source::File(path) if !path.as_os_str().is_empty() => {
+                        tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                        reload::reload(path, &mut config, &mut peers, &control_tx, fib_queue.as_ref()).await;
+                    }
+                    _ => tracing::info!("SIGHUP ignored: in cluster mode the datastore is followed"),
+                },
+                Signal::Stop { for_restart } => break for_restart && config.graceful_restart.is_some(),
+            },
+            new = next_config(&mut source) => {
+                let mut new = new;
+                let later = reload::keep_restart_keys(&config, &mut new);
+                if !later.is_empty() {
+                    tracing::warn!(keys = ?later, "changed in the datastore; takes effect when weft-bgpd restarts");
+                }
+                match reload::plan_live(&config, &new) {
+                    Ok(plan) => reload::apply(plan, new, &mut config, &mut peers, &control_tx, fib_queue.as_ref()).await,
+                    Err(error) => tracing::error!(%error, "configuration from the datastore not applied; the one in force stays"),
+                }
             }
-            Signal::Stop { for_restart } => break for_restart && config.graceful_restart.is_some(),
         }
     };
     if for_restart {

@@ -93,6 +93,13 @@ impl Peers {
         }
     }
 
+    /// The AS and router id sessions started from now on use (cluster mode: the node's
+    /// identity changed; every session is restarted for it).
+    pub fn set_identity(&mut self, local_asn: u32, router_id: Ipv4Addr) {
+        self.local_asn = local_asn;
+        self.router_id = router_id;
+    }
+
     /// What the listener follows.
     pub fn listener_peers(&self) -> watch::Receiver<ListenerPeers> {
         self.listener.subscribe()
@@ -132,13 +139,17 @@ impl Peers {
                 commands: prepared.commands,
                 events: self.events.clone(),
             };
+            let mut graceful_restart = self.graceful_restart.clone();
+            if let (Some(restart), Some(time)) = (graceful_restart.as_mut(), prepared.peer.restart_time) {
+                restart.restart_time = time;
+            }
             let task = tokio::spawn(
                 PeerSession::run(
                     prepared.peer,
                     self.local_asn,
                     self.router_id,
                     session::BGP_PORT,
-                    self.graceful_restart.clone(),
+                    graceful_restart,
                     channels,
                     self.shutdown.clone(),
                 )

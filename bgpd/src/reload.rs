@@ -5,6 +5,9 @@
 //! prefixes. Keys a running daemon cannot take over (its AS, router id, ports, sockets, kernel
 //! and graceful restart settings) are refused with an error naming the key; the daemon then
 //! keeps running with the old configuration, as for a file that does not parse.
+//! In cluster mode ([`plan_live`], for configurations derived from the datastore) the speaker's
+//! identity may change as well (its AS, router id, cluster id, and whether it reflects routes):
+//! that re-peers every session, since each one negotiated the old identity.
 //!
 //! [`apply`] carries a plan out: removed peers get a Cease (Peer De-configured, RFC 4486) and
 //! their session task ends; changed ones get a Cease (Other Configuration Change) and start
@@ -18,11 +21,12 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use weft_bgp_proto::notification::CeaseSubcode;
 
-use crate::config::{Config, ConfigError, PeerConfig};
+use std::net::Ipv4Addr;
+
+use crate::config::{self, Config, ConfigError, Originated, PeerConfig};
 use crate::control::ControlRequest;
 use crate::kernel::FibRequest;
 use crate::peers::Peers;
@@ -44,13 +48,44 @@ pub struct Plan {
     /// New peers.
     pub added: Vec<PeerConfig>,
     /// The originated prefixes, when they changed.
-    pub originate: Option<Vec<IpNet>>,
+    pub originate: Option<Vec<Originated>>,
+    /// The speaker's new identity, when it changed (cluster mode only).
+    pub identity: Option<Identity>,
 }
 
 impl Plan {
     /// Whether the new configuration changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.changed.is_empty() && self.added.is_empty() && self.originate.is_none()
+        self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.added.is_empty()
+            && self.originate.is_none()
+            && self.identity.is_none()
+    }
+}
+
+/// Who the speaker is to its peers: what every session negotiated or depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP Identifier.
+    pub router_id: Ipv4Addr,
+    /// Our cluster id (RFC 4456).
+    pub cluster_id: Ipv4Addr,
+    /// Whether we reflect routes (some peer is a route reflector client).
+    pub reflector: bool,
+}
+
+impl Identity {
+    /// The identity `config` gives the speaker.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            asn: config.asn,
+            router_id: config.router_id,
+            cluster_id: config.cluster_id,
+            reflector: config.peers.iter().any(|peer| peer.route_reflector_client),
+        }
     }
 }
 
@@ -63,31 +98,49 @@ pub struct InstanceReload {
     /// Peers to follow from now on (added and changed ones).
     pub added: Vec<(PeerConfig, mpsc::Sender<PeerCommand>)>,
     /// The originated prefixes, when they changed.
-    pub originate: Option<Vec<IpNet>>,
+    pub originate: Option<Vec<Originated>>,
+    /// The speaker's new identity, applied after `removed` are gone and before `added` come.
+    pub identity: Option<Identity>,
 }
 
 /// What changes from `old` to `new`, or the first key whose change needs a restart.
 pub fn plan(old: &Config, new: &Config) -> Result<Plan, ConfigError> {
-    let restart = |key: &str, changed: bool| {
-        if changed {
-            Err(ConfigError::Invalid {
-                key: key.to_owned(),
-                message: "cannot change while weft-bgpd runs; restart it (the rest of the file was not applied)"
-                    .to_owned(),
-            })
-        } else {
-            Ok(())
+    plan_with(old, new, false)
+}
+
+/// [`plan`] for cluster mode: the speaker's identity may change too, which re-peers every
+/// session (each negotiated the old one).
+pub fn plan_live(old: &Config, new: &Config) -> Result<Plan, ConfigError> {
+    plan_with(old, new, true)
+}
+
+fn plan_with(old: &Config, new: &Config, identity_may_change: bool) -> Result<Plan, ConfigError> {
+    let identity = (Identity::of(old) != Identity::of(new)).then(|| Identity::of(new));
+    if identity_may_change && identity.is_some() {
+        let mut plan = Plan {
+            identity,
+            ..Plan::default()
+        };
+        restart_keys(old, new)?;
+        for peer in &old.peers {
+            if !new.peers.iter().any(|p| p.address == peer.address) {
+                plan.removed.push(peer.address);
+            }
         }
-    };
+        for peer in &new.peers {
+            if old.peers.iter().any(|p| p.address == peer.address) {
+                plan.changed.push(peer.clone());
+            } else {
+                plan.added.push(peer.clone());
+            }
+        }
+        if old.originate != new.originate {
+            plan.originate = Some(new.originate.clone());
+        }
+        return Ok(plan);
+    }
     restart("asn", old.asn != new.asn)?;
     restart("router_id", old.router_id != new.router_id)?;
-    restart("listen_port", old.listen_port != new.listen_port)?;
-    restart("control_socket", old.control_socket != new.control_socket)?;
-    restart("metrics_listen", old.metrics_listen != new.metrics_listen)?;
-    restart("kernel.install", old.kernel_install != new.kernel_install)?;
-    restart("kernel.blackhole", old.kernel_blackhole != new.kernel_blackhole)?;
-    restart("kernel.max_paths", old.kernel_max_paths != new.kernel_max_paths)?;
-    restart("graceful_restart", old.graceful_restart != new.graceful_restart)?;
     restart("cluster_id", old.cluster_id != new.cluster_id)?;
     let reflector = |config: &Config| config.peers.iter().any(|peer| peer.route_reflector_client);
     if reflector(old) != reflector(new) {
@@ -98,6 +151,7 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, ConfigError> {
                 .to_owned(),
         });
     }
+    restart_keys(old, new)?;
     let mut plan = Plan::default();
     for peer in &old.peers {
         match new.peers.iter().find(|p| p.address == peer.address) {
@@ -115,6 +169,65 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, ConfigError> {
         plan.originate = Some(new.originate.clone());
     }
     Ok(plan)
+}
+
+/// Cluster mode: the settings only a restart takes over (the listen port, the kernel and
+/// graceful restart settings) keep their running values in `new`, so that the rest of it can
+/// be applied; returns the keys that differed (they take effect at the next start).
+pub fn keep_restart_keys(current: &Config, new: &mut Config) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    if new.listen_port != current.listen_port {
+        kept.push("listen_port");
+        new.listen_port = current.listen_port;
+    }
+    if new.control_socket != current.control_socket {
+        kept.push("control_socket");
+        new.control_socket.clone_from(&current.control_socket);
+    }
+    if new.metrics_listen != current.metrics_listen {
+        kept.push("metrics_listen");
+        new.metrics_listen = current.metrics_listen;
+    }
+    if (new.kernel_install, new.kernel_blackhole, new.kernel_max_paths)
+        != (
+            current.kernel_install,
+            current.kernel_blackhole,
+            current.kernel_max_paths,
+        )
+    {
+        kept.push("kernel");
+        new.kernel_install = current.kernel_install;
+        new.kernel_blackhole = current.kernel_blackhole;
+        new.kernel_max_paths = current.kernel_max_paths;
+    }
+    if new.graceful_restart != current.graceful_restart {
+        kept.push("graceful_restart");
+        new.graceful_restart = current.graceful_restart;
+    }
+    kept
+}
+
+/// An error naming `key` when it `changed`: it cannot change while the daemon runs.
+fn restart(key: &str, changed: bool) -> Result<(), ConfigError> {
+    if changed {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            message: "cannot change while weft-bgpd runs; restart it (the rest of the file was not applied)".to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The keys that need a restart in either mode (sockets, kernel, graceful restart).
+fn restart_keys(old: &Config, new: &Config) -> Result<(), ConfigError> {
+    restart("listen_port", old.listen_port != new.listen_port)?;
+    restart("control_socket", old.control_socket != new.control_socket)?;
+    restart("metrics_listen", old.metrics_listen != new.metrics_listen)?;
+    restart("kernel.install", old.kernel_install != new.kernel_install)?;
+    restart("kernel.blackhole", old.kernel_blackhole != new.kernel_blackhole)?;
+    restart("kernel.max_paths", old.kernel_max_paths != new.kernel_max_paths)?;
+    restart("graceful_restart", old.graceful_restart != new.graceful_restart)
 }
 
 /// Reads `path` again and applies what changed; on an error (the file, or a key that needs a
@@ -140,6 +253,18 @@ pub async fn reload(
             return;
         }
     };
+    apply(plan, new, current, peers, instance, fib).await;
+}
+
+/// Carries `plan` (from `current` to `new`) out and makes `new` the current configuration.
+pub async fn apply(
+    plan: Plan,
+    new: Config,
+    current: &mut Config,
+    peers: &mut Peers,
+    instance: &mpsc::Sender<ControlRequest>,
+    fib: Option<&mpsc::Sender<FibRequest>>,
+) {
     if plan.is_empty() {
         tracing::info!("reload: nothing changed");
         *current = new;
@@ -150,6 +275,7 @@ pub async fn reload(
         changed = plan.changed.len(),
         added = plan.added.len(),
         originate = plan.originate.is_some(),
+        identity = plan.identity.is_some(),
         "reload"
     );
     for address in &plan.removed {
@@ -160,6 +286,9 @@ pub async fn reload(
     }
     if !plan.changed.is_empty() {
         tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+    if let Some(identity) = &plan.identity {
+        peers.set_identity(identity.asn, identity.router_id);
     }
     let removed = plan
         .removed
@@ -178,6 +307,7 @@ pub async fn reload(
         removed,
         added,
         originate: plan.originate.clone(),
+        identity: plan.identity,
     };
     if instance
         .send(ControlRequest::Reload(Box::new(request), done_tx))
@@ -192,7 +322,10 @@ pub async fn reload(
     peers.spawn_prepared();
     if let (Some(originate), Some(fib)) = (&plan.originate, fib)
         && new.kernel_blackhole
-        && fib.send(FibRequest::Blackholes(originate.clone())).await.is_err()
+        && fib
+            .send(FibRequest::Blackholes(config::blackholes(originate)))
+            .await
+            .is_err()
     {
         tracing::warn!("the FIB task is gone; blackhole routes not updated");
     }
@@ -244,7 +377,25 @@ mod tests {
         let old = config("");
         let new = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\noriginate: [198.18.1.64/26]\n").expect("valid");
         let plan = plan(&old, &new).expect("a plan");
-        assert_eq!(plan.originate, Some(vec!["198.18.1.64/26".parse().expect("prefix")]));
+        assert_eq!(
+            plan.originate,
+            Some(vec![Originated::plain(
+                "198.18.1.64/26".parse().expect("prefix"),
+                false
+            )])
+        );
+    }
+
+    #[test]
+    fn cluster_mode_keeps_restart_keys_and_applies_the_rest() {
+        let old = config("");
+        let mut new =
+            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nlisten_port: 1179\noriginate: [198.18.1.64/26]\n")
+                .expect("valid");
+        assert_eq!(keep_restart_keys(&old, &mut new), vec!["listen_port"]);
+        assert_eq!(new.listen_port, old.listen_port);
+        let plan = plan_live(&old, &new).expect("a plan");
+        assert!(plan.originate.is_some());
     }
 
     #[test]

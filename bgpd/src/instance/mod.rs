@@ -48,7 +48,7 @@ mod graceful_restart;
 mod reload;
 mod status;
 
-use crate::config::{Config, PeerConfig};
+use crate::config::{Config, Originated, PeerConfig};
 use crate::control::ControlRequest;
 use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
@@ -108,9 +108,10 @@ impl Peer {
     }
 }
 
-/// An originated prefix's path: ours, with no AS_PATH and no next hop yet (export sets ours).
-fn local_path(prefix: &Prefix) -> Path {
-    let next_hop = match prefix {
+/// An originated prefix's path: ours, with no AS_PATH and no next hop yet (export sets ours),
+/// and its communities.
+fn local_path(originated: &Originated) -> Path {
+    let next_hop = match originated.prefix {
         Prefix::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         Prefix::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     };
@@ -122,8 +123,8 @@ fn local_path(prefix: &Prefix) -> Path {
             next_hop,
             med: None,
             local_pref: None,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
+            communities: originated.communities.clone(),
+            large_communities: originated.large_communities.clone(),
             originator_id: None,
             cluster_list: Vec::new(),
         }),
@@ -168,8 +169,8 @@ impl Instance {
         restarting: bool,
     ) -> Self {
         let mut loc_rib = LocRib::default();
-        for prefix in &config.originate {
-            loc_rib.insert(*prefix, local_path(prefix));
+        for originated in &config.originate {
+            loc_rib.insert(originated.prefix, local_path(originated));
         }
         let peers = config
             .peers

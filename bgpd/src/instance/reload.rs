@@ -1,21 +1,38 @@
 //! A configuration reload as the instance carries it out ([`crate::reload`]): peers forgotten
-//! (their routes withdrawn from the Loc-RIB, the kernel and the other peers), peers added, and
-//! the originated prefixes announced or withdrawn.
+//! (their routes withdrawn from the Loc-RIB, the kernel and the other peers), the speaker's
+//! identity (AS, router id, cluster id) changed once no peer is left (cluster mode re-peers
+//! every session for it), peers added, and the originated prefixes announced or withdrawn
+//! (or re-announced when their communities changed).
 //!
 //! Must never: touch a peer the reload does not name.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use weft_bgp_proto::graceful_restart::SessionEnd;
-use weft_bgp_proto::{PathSource, Prefix};
+use weft_bgp_proto::{Path, PathSource, Prefix};
 
 use super::{Instance, Peer, local_path};
+use crate::config::Originated;
 use crate::reload::InstanceReload;
 
 impl Instance {
     pub(super) async fn reload(&mut self, reload: InstanceReload) {
         for address in reload.removed {
             self.forget(address).await;
+        }
+        if let Some(identity) = reload.identity {
+            tracing::info!(
+                asn = identity.asn,
+                router_id = %identity.router_id,
+                cluster_id = %identity.cluster_id,
+                reflector = identity.reflector,
+                "speaker identity changed"
+            );
+            self.asn = identity.asn;
+            self.router_id = identity.router_id;
+            self.own_cluster_id = identity.cluster_id;
+            self.cluster_id = identity.reflector.then_some(identity.cluster_id);
         }
         for (config, commands) in reload.added {
             self.peers.insert(config.address, Peer::new(config, commands));
@@ -34,29 +51,43 @@ impl Instance {
     }
 
     /// Makes `originate` the originated prefixes: the new ones are announced, the others
-    /// withdrawn (or replaced by a learned path).
-    async fn originate(&mut self, originate: Vec<Prefix>) {
-        let current: Vec<Prefix> = self
+    /// withdrawn (or replaced by a learned path), those whose communities changed announced
+    /// again.
+    async fn originate(&mut self, originate: Vec<Originated>) {
+        let current: BTreeMap<Prefix, Path> = self
             .loc_rib
             .iter()
-            .filter(|(_, destination)| destination.paths().iter().any(|path| path.source == PathSource::Local))
-            .map(|(prefix, _)| *prefix)
+            .filter_map(|(prefix, destination)| {
+                let path = destination
+                    .paths()
+                    .iter()
+                    .find(|path| path.source == PathSource::Local)?;
+                Some((*prefix, path.clone()))
+            })
             .collect();
+        let wanted: BTreeSet<Prefix> = originate.iter().map(|originated| originated.prefix).collect();
         let mut touched = Vec::new();
         let mut changed = Vec::new();
-        for prefix in &current {
-            if !originate.contains(prefix) {
+        for prefix in current.keys() {
+            if !wanted.contains(prefix) {
                 touched.push(*prefix);
                 if self.loc_rib.remove(prefix, &PathSource::Local) {
                     changed.push(*prefix);
                 }
             }
         }
-        for prefix in &originate {
-            if !current.contains(prefix) {
-                touched.push(*prefix);
-                if self.loc_rib.insert(*prefix, local_path(prefix)) {
-                    changed.push(*prefix);
+        for originated in &originate {
+            let path = local_path(originated);
+            let prefix = originated.prefix;
+            match current.get(&prefix) {
+                Some(existing) if *existing == path => {}
+                existing => {
+                    touched.push(prefix);
+                    let best_changed = self.loc_rib.insert(prefix, path);
+                    // New communities on a path that stays best change what the peers hold.
+                    if best_changed || existing.is_some() {
+                        changed.push(prefix);
+                    }
                 }
             }
         }
