@@ -2,7 +2,8 @@
 # A weft node under containerlab: waits for its links (containerlab adds them after start),
 # loads /etc/weft/cluster.yaml into the node's store, makes WEFT_PODS pods through weft-cni
 # (namespaces inside the container, as a runtime would), starts weft-felix and runs weft-bgpd in
-# the foreground.
+# the foreground: standalone with /etc/weft/bgpd.yaml bound, else in cluster mode on the store
+# (its configuration from the WeftNode, BGPConfiguration and BGPPeer objects there).
 # Under containerlab each node has its own store: pools must not overlap between nodes
 # (one /26 per node, as in ../leaf-spine/cluster.yaml). weft-lab shares one store per lab.
 set -eu
@@ -22,4 +23,7 @@ while [ "$n" -le "$pods" ]; do
   n=$((n+1))
 done
 weft-felix --store "$store" --nodename "$node" &
-exec weft-bgpd --config /etc/weft/bgpd.yaml
+if [ -f /etc/weft/bgpd.yaml ]; then
+  exec weft-bgpd --config /etc/weft/bgpd.yaml
+fi
+exec weft-bgpd --store "$store" --nodename "$node"

@@ -16,6 +16,7 @@ use weft_topology_tests::{binary, skip_unless_netns};
 const LEAF_SPINE: &str = "containerlab/leaf-spine/leaf-spine.clab.yml";
 const DUAL_STACK: &str = "containerlab/dual-stack/dual-stack.clab.yml";
 const ROUTE_REFLECTORS: &str = "containerlab/route-reflectors/route-reflectors.clab.yml";
+const CLUSTER_MODE: &str = "containerlab/cluster-mode/cluster-mode.clab.yml";
 
 /// The lab, torn down when dropped (also when an assertion fails).
 struct RunningLab {
@@ -74,6 +75,19 @@ impl RunningLab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `weftctl ARGS` on `node` (its sockets), the JSON it prints.
+    fn weftctl_json(&self, node: &str, args: &[&str]) -> serde_json::Value {
+        let mut argv = vec!["exec", node, "weftctl"];
+        argv.extend_from_slice(args);
+        let out = self.weft_lab(&argv);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn ping(&self, from: &str, to: &str) -> bool {
@@ -423,17 +437,7 @@ fn two_weft_route_reflectors_give_every_node_every_block() {
         );
     }
     // node1 peers with the two reflectors only, and hears every other block from both.
-    let weftctl_json = |args: &[&str]| -> serde_json::Value {
-        let mut argv = vec!["exec", "node1", "weftctl"];
-        argv.extend_from_slice(args);
-        let out = lab.weft_lab(&argv);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let weftctl_json = |args: &[&str]| lab.weftctl_json("node1", args);
     wait_until(
         "node1 hears three blocks from each reflector",
         Duration::from_secs(30),
@@ -476,6 +480,87 @@ fn two_weft_route_reflectors_give_every_node_every_block() {
             .unwrap()
             .iter()
             .all(|p| p["state"] == "Established" && p["prefixes_received"] == 3)
+    });
+}
+
+/// The blocks a node learned through BGP (`/26 via`, weft's route protocol).
+fn learned_blocks(lab: &RunningLab, node: &str) -> usize {
+    routes(lab, node, &["proto", "87"]).matches("/26 via").count()
+}
+
+#[test]
+fn cluster_mode_nodes_learn_every_block_through_two_reflectors_and_a_joining_node_is_learned() {
+    skip_unless_netns!();
+    let lab = RunningLab::up(&format!("t{}cm", std::process::id()), CLUSTER_MODE);
+    let nodes = ["node1", "node2", "node3", "node4", "node5", "node6"];
+    // Every node's first pod claimed a block; weft-bgpd announced it from the store's
+    // confirmed affinity, and the reflectors passed it to every other node.
+    for node in nodes {
+        wait_or_show(
+            &format!("{node} learns the five other nodes' blocks"),
+            Duration::from_secs(90),
+            || learned_blocks(&lab, node) == 5,
+            || routes(&lab, node, &[]),
+        );
+    }
+    let weftctl_json = |node: &str, args: &[&str]| lab.weftctl_json(node, args);
+    // A client peers with the two reflectors only (no mesh); a reflector with every node.
+    let peers_of = |node: &str| -> Vec<String> {
+        let peers = weftctl_json(node, &["bgp", "peers", "--json"]);
+        let mut addresses: Vec<String> = peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["state"] == "Established")
+            .map(|p| p["address"].as_str().unwrap().to_owned())
+            .collect();
+        addresses.sort();
+        addresses
+    };
+    assert_eq!(peers_of("node3"), ["198.19.50.11", "198.19.50.12"]);
+    wait_until(
+        "node1 has a session with each of the five other nodes",
+        Duration::from_secs(30),
+        || peers_of("node1").len() == 5,
+    );
+    // Pods reach pods across nodes.
+    let to = pod_address(&lab, "node6-pod1", 0);
+    wait_until("node3-pod1 pings node6-pod1", Duration::from_secs(30), || {
+        lab.ping("node3-pod1", &to)
+    });
+
+    // node7 joins: its weft-bgpd waited for a WeftNode; once one is stored it peers with the
+    // reflectors, and its first pod's block reaches every node.
+    assert_eq!(learned_blocks(&lab, "node7"), 0, "node7 has not joined yet");
+    let store = format!("file:/run/weft-lab/{}/store", lab.name);
+    let joining = Path::new(env!("CARGO_MANIFEST_DIR")).join("../containerlab/cluster-mode/node7.yaml");
+    let out = Command::new(binary("weftctl").unwrap())
+        .args(["--store", &store, "apply", "-f"])
+        .arg(&joining)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("node7 learns the six blocks", Duration::from_secs(60), || {
+        learned_blocks(&lab, "node7") == 6
+    });
+    let out = lab.weft_lab(&["pod", "node7"]);
+    assert!(
+        out.status.success(),
+        "weft-lab pod: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node7-pod1");
+    for node in nodes {
+        wait_or_show(
+            &format!("{node} learns node7's new block"),
+            Duration::from_secs(60),
+            || learned_blocks(&lab, node) == 6,
+            || routes(&lab, node, &[]),
+        );
+    }
+    let to = pod_address(&lab, "node7-pod1", 0);
+    wait_until("node3-pod1 pings the new node's pod", Duration::from_secs(30), || {
+        lab.ping("node3-pod1", &to)
     });
 }
 

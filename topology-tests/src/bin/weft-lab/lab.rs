@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::role::{Role, WeftNode};
+use crate::role::{self, Role, WeftNode};
 use crate::shell::{self, in_netns};
 use crate::state::{self, Pod, Started, State};
 use crate::topology::Topology;
@@ -118,6 +118,17 @@ impl Lab {
         parallel(&self.topology.links, |link| {
             self.make_link(link).with_context(|| link.to_string())
         })?;
+        // The cluster files first: in cluster mode weft-bgpd's configuration is in them.
+        let mut applied = BTreeSet::new();
+        for (node, role) in &self.roles {
+            if let Role::Weft(weft) = role
+                && let Some(cluster) = &weft.cluster
+                && applied.insert(cluster.clone())
+            {
+                self.weftctl(&["apply", "-f", &cluster.display().to_string()])
+                    .with_context(|| format!("node {node}: applying {}", cluster.display()))?;
+            }
+        }
         parallel(&self.roles, |(node, role)| {
             self.start(state, node, role).with_context(|| format!("node {node}"))
         })?;
@@ -129,17 +140,10 @@ impl Lab {
             }
             Ok(())
         })?;
-        let mut applied = BTreeSet::new();
-        for (node, role) in &self.roles {
-            if let Role::Weft(weft) = role
-                && let Some(cluster) = &weft.cluster
-                && applied.insert(cluster.clone())
-            {
-                self.weftctl(&["apply", "-f", &cluster.display().to_string()])
-                    .with_context(|| format!("node {node}: applying {}", cluster.display()))?;
-            }
-        }
-        self.apply_pod_objects()?;
+        self.apply_pod_objects(self.roles.iter().filter_map(|(node, role)| match role {
+            Role::Weft(weft) => Some((node.as_str(), 1..=weft.pods)),
+            _ => None,
+        }))?;
         parallel(&self.roles, |(node, role)| {
             if let Role::Weft(weft) = role {
                 for index in 1..=weft.pods {
@@ -324,26 +328,38 @@ impl Lab {
 
     fn start_weft(&self, state: &Recorder, node: &str, weft: &WeftNode) -> Result<()> {
         let dir = self.node_dir(node);
-        // The node's own copy of its config, with the control socket in its state directory
-        // (every node's container would have /run/weft/bgpd.sock; here they share one /run).
-        let text =
-            std::fs::read_to_string(&weft.bgpd).with_context(|| format!("cannot read {}", weft.bgpd.display()))?;
-        let mut config: Value =
-            serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", weft.bgpd.display()))?;
+        // The control socket in the node's state directory (every node's container would have
+        // /run/weft/bgpd.sock; here they share one /run).
         let socket = dir.join("bgpd.sock");
-        config
-            .as_object_mut()
-            .with_context(|| format!("{} is not a mapping", weft.bgpd.display()))?
-            .insert("control_socket".into(), json!(socket));
-        let copy = dir.join("bgpd.yaml");
-        // JSON is YAML: the copy is read by the same parser.
-        std::fs::write(&copy, serde_json::to_vec_pretty(&config)?)?;
-        let bgpd = binary("weft-bgpd")?;
-        let pid = shell::spawn_daemon(
-            &self.netns(node),
-            &[&bgpd.display().to_string(), "--config", &copy.display().to_string()],
-            &dir.join("bgpd.log"),
-        )?;
+        let bgpd = binary("weft-bgpd")?.display().to_string();
+        let argv = match &weft.bgpd {
+            // Standalone: the node's own copy of its config, with that socket.
+            Some(file) => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+                let mut config: Value =
+                    serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
+                config
+                    .as_object_mut()
+                    .with_context(|| format!("{} is not a mapping", file.display()))?
+                    .insert("control_socket".into(), json!(socket));
+                let copy = dir.join("bgpd.yaml");
+                // JSON is YAML: the copy is read by the same parser.
+                std::fs::write(&copy, serde_json::to_vec_pretty(&config)?)?;
+                vec![bgpd, "--config".into(), copy.display().to_string()]
+            }
+            // Cluster mode: the configuration comes from the lab's store.
+            None => vec![
+                bgpd,
+                "--store".into(),
+                self.store(),
+                "--nodename".into(),
+                node.to_owned(),
+                "--control-socket".into(),
+                socket.display().to_string(),
+            ],
+        };
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let pid = shell::spawn_daemon(&self.netns(node), &argv, &dir.join("bgpd.log"))?;
         state.process(Started {
             node: node.to_owned(),
             program: "weft-bgpd".to_owned(),
@@ -351,8 +367,15 @@ impl Lab {
         })?;
         // Until `ip netns exec` has exec'd, the pid runs `ip`.
         let alive = || state::runs(pid, "weft-bgpd") || state::runs(pid, "ip");
+        // In cluster mode the socket opens once the store holds the node's WeftNode: a node
+        // that has not joined yet waits for it, running.
+        let log = dir.join("bgpd.log");
+        let waiting = || {
+            weft.bgpd.is_none()
+                && std::fs::read_to_string(&log).is_ok_and(|text| text.contains("waiting for the node's configuration"))
+        };
         shell::wait("weft-bgpd's control socket", Duration::from_secs(15), || {
-            socket.exists() || !alive()
+            socket.exists() || !alive() || (waiting() && state::runs(pid, "weft-bgpd"))
         })?;
         if !state::runs(pid, "weft-bgpd") {
             let log = std::fs::read_to_string(dir.join("bgpd.log")).unwrap_or_default();
@@ -395,14 +418,18 @@ impl Lab {
     /// The Pod objects a kubelet's API server would hold before the runtime creates the
     /// sandboxes (namespace `default`, labels `pod: <name>` and `weft.io/node: <node>`): what
     /// NetworkPolicies select.
-    fn apply_pod_objects(&self) -> Result<()> {
+    /// Stores the Pod objects of the pods `(node, indexes)` (and the `default` namespace).
+    fn apply_pod_objects<'a>(
+        &self,
+        pods: impl IntoIterator<Item = (&'a str, std::ops::RangeInclusive<u32>)>,
+    ) -> Result<()> {
         let mut documents = vec![json!({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": { "name": "default", "labels": { "kubernetes.io/metadata.name": "default" } },
         })];
-        for (node, role) in &self.roles {
-            if let Role::Weft(weft) = role {
-                for index in 1..=weft.pods {
+        for (node, indexes) in pods {
+            {
+                for index in indexes {
                     let name = format!("{node}-pod{index}");
                     documents.push(json!({
                         "apiVersion": "v1", "kind": "Pod",
@@ -484,6 +511,25 @@ impl Lab {
             netns,
             addresses,
         })
+    }
+
+    /// Adds one more pod to a weft node of a running lab (its Pod object, then CNI ADD), as a
+    /// runtime would for a new pod sandbox; it is removed with the lab.
+    pub fn add_one_pod(&self, node: &str) -> Result<String> {
+        let state = State::load(self.name())?.with_context(|| format!("lab {} is not up", self.name()))?;
+        let Some((_, Role::Weft(weft))) = self.roles.iter().find(|(name, _)| name == node) else {
+            bail!("no weft node named {node:?} in lab {}", self.name());
+        };
+        let index = (1..=role::MAX_PODS)
+            .find(|index| !state.pods.iter().any(|pod| pod.name == format!("{node}-pod{index}")))
+            .with_context(|| format!("node {node} has {} pods already", role::MAX_PODS))?;
+        let ipv6 = weft.ipv6;
+        self.apply_pod_objects([(node, index..=index)])?;
+        let recorder = Recorder::new(state);
+        let added = self.add_pod(&recorder, node, index, ipv6);
+        recorder.into_state().save()?;
+        added?;
+        Ok(format!("{node}-pod{index}"))
     }
 
     /// Stops a node's programs and starts them again, its links, addresses and pods left as

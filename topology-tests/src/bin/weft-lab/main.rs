@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         kill: bool,
     },
+    /// Add one more pod to a weft node of a running lab (through weft-cni, as a runtime would).
+    Pod { file: PathBuf, node: String },
     /// Run a command on a node (vtysh, birdc and weftctl find the node's sockets).
     Exec {
         file: PathBuf,
@@ -96,6 +98,7 @@ fn run(args: Args) -> Result<ExitCode> {
         Command::Down { file } => load(file, &args.name)?.down()?,
         Command::Status { file } => print!("{}", load(file, &args.name)?.status()?),
         Command::Restart { file, node, kill } => load(file, &args.name)?.restart(node, *kill)?,
+        Command::Pod { file, node } => println!("{}", load(file, &args.name)?.add_one_pod(node)?),
         Command::Exec { file, node, command } => {
             let lab = load(file, &args.name)?;
             let argv = lab.exec_argv(node, command)?;

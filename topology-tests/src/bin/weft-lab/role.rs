@@ -4,7 +4,7 @@
 //! |--------------------------------|----------------------------------------|-------------------------------|
 //! | `…frr…` (`quay.io/frrouting/frr`) | Debian's FRR: zebra + bgpd          | `/etc/frr/frr.conf`           |
 //! | `…bird…`                       | Debian's BIRD 2                        | `/etc/bird/bird.conf` (or `/etc/bird.conf`) |
-//! | `…weft-node…`                  | weft-bgpd and weft-felix on the lab's store, pods made through weft-cni | `/etc/weft/bgpd.yaml`, optional `/etc/weft/cluster.yaml` |
+//! | `…weft-node…`                  | weft-bgpd and weft-felix on the lab's store, pods made through weft-cni | `/etc/weft/bgpd.yaml` (without it weft-bgpd runs in cluster mode), optional `/etc/weft/cluster.yaml` |
 //! | anything else                  | nothing: a namespace with its links and `exec` commands | — |
 //!
 //! A weft node's pods are declared with `env: { WEFT_PODS: N }` (what the node image's
@@ -50,7 +50,8 @@ pub enum Role {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeftNode {
-    pub bgpd: PathBuf,
+    /// The standalone configuration; `None`: cluster mode on the lab's store.
+    pub bgpd: Option<PathBuf>,
     pub cluster: Option<PathBuf>,
     pub pods: u32,
     /// Pods get an IPv6 address too (`WEFT_IPV6: "true"`).
@@ -65,10 +66,7 @@ impl Role {
         let image = node.image.rsplit('/').next().unwrap_or(&node.image);
         let image = image.split([':', '@']).next().unwrap_or(image);
         let role = if image.contains("weft-node") {
-            let bgpd = node
-                .bind_for("/etc/weft/bgpd.yaml")
-                .with_context(|| format!("node {name}: a weft node needs a bind to /etc/weft/bgpd.yaml"))?
-                .to_path_buf();
+            let bgpd = node.bind_for("/etc/weft/bgpd.yaml").map(PathBuf::from);
             let declared = [
                 (PODS_ENV, node.env.get(PODS_ENV)),
                 (PODS_LABEL, node.labels.get(PODS_LABEL)),
@@ -162,9 +160,20 @@ mod tests {
         assert_eq!(
             Role::of("n1", &weft).unwrap(),
             Role::Weft(WeftNode {
-                bgpd: "/cfg/etc/weft/bgpd.yaml".into(),
+                bgpd: Some("/cfg/etc/weft/bgpd.yaml".into()),
                 cluster: None,
                 pods: 2,
+                ipv6: false,
+                felix: true,
+            })
+        );
+        let cluster_mode = node("weft-node", &["/etc/weft/cluster.yaml"]);
+        assert_eq!(
+            Role::of("n2", &cluster_mode).unwrap(),
+            Role::Weft(WeftNode {
+                bgpd: None,
+                cluster: Some("/cfg/etc/weft/cluster.yaml".into()),
+                pods: 0,
                 ipv6: false,
                 felix: true,
             })
