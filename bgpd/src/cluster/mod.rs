@@ -20,6 +20,8 @@
 
 mod derive;
 mod filters;
+#[cfg(test)]
+mod kube_tests;
 mod originate;
 mod services;
 #[cfg(test)]
