@@ -2,7 +2,7 @@
 //! policies, the full table load of weft's ruleset (sets and verdict maps) next to
 //! `iptables-restore` (legacy and nft back ends) of an equivalent linear ruleset (12 rules per
 //! endpoint: a dispatch jump, ten allow rules, a drop), then one pod added and removed with the
-//! table full (an incremental batch through `nft`).
+//! table full (an element-only batch: felix's own nf_tables netlink batch, no `nft` binary).
 //!
 //! `cargo bench -p weft-felix --bench program` (root) prints a table. Everything runs in one
 //! namespace of the kit, from a thread that entered it (no `ip netns exec` wrapper); addresses
@@ -16,11 +16,13 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::json;
 use weft_felix::calc::{Endpoint, Inputs, NamedPort, calculate};
+use weft_felix::inputs::{Cache, kinds};
 use weft_felix::nft::{Nft, NftBinary};
 use weft_felix::policy::Protocol;
-use weft_felix::render;
+use weft_felix::render::{self, Batch};
 use weft_topology_tests::{Netns, require_netns};
 
 const SIZES: [usize; 2] = [1000, 5000];
@@ -71,6 +73,37 @@ fn inputs(endpoints: usize) -> Inputs {
         policies,
         pools: vec![],
     }
+}
+
+/// The same endpoint as the store holds it: its WorkloadEndpoint and its Pod.
+fn stored(i: usize) -> (Value, Value) {
+    let e = endpoint(i);
+    (
+        json!({"metadata": {"namespace": e.namespace, "name": format!("n1-{}-eth0", e.pod)},
+               "spec": {"node": "n1", "pod": e.pod, "interfaceName": e.interface,
+                        "ipNetworks": [format!("{}/32", e.addresses[0])]}}),
+        json!({"metadata": {"namespace": e.namespace, "name": e.pod, "labels": e.labels},
+               "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}}),
+    )
+}
+
+/// The store's objects of `inputs(endpoints)`, as felix's agent caches them.
+fn cache(endpoints: usize) -> Cache {
+    let kinds = kinds();
+    let mut cache = Cache::default();
+    let inputs = inputs(endpoints);
+    for i in 0..endpoints {
+        let (endpoint, pod) = stored(i);
+        cache.upsert(&kinds[0], endpoint);
+        cache.upsert(&kinds[1], pod);
+    }
+    for (name, labels) in &inputs.namespaces {
+        cache.upsert(&kinds[2], json!({"metadata": {"name": name, "labels": labels}}));
+    }
+    for policy in &inputs.policies {
+        cache.upsert(&kinds[3], serde_json::to_value(policy).unwrap());
+    }
+    cache
 }
 
 /// The linear iptables equivalent: per endpoint a jump from FORWARD and a chain of ten
@@ -130,18 +163,19 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn main() {
     let Some(_support) = require_netns() else { return };
     println!(
-        "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10}",
+        "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10}",
         "endpoints",
         "rules",
         "elems",
         "calc",
-        "render+JSON",
+        "render text",
         "nft full",
         "linear",
         "legacy",
         "iptables-nft",
         "pod add",
-        "pod del"
+        "pod del",
+        "agent"
     );
     for size in SIZES {
         let netns = Netns::new("felix-bench").unwrap();
@@ -152,23 +186,45 @@ fn main() {
         let rules: usize = ruleset.chains.values().map(|c| c.rules.len()).sum();
         let elements: usize = ruleset.sets.values().map(|s| s.elements.len()).sum::<usize>()
             + ruleset.maps.values().map(|m| m.len()).sum::<usize>();
-        let mut batch = Value::Null;
+        let mut batch = Batch::Text(String::new());
         let render_time = timed(|| batch = render::full(&ruleset, None));
         let load = netns.within(|| timed(|| NftBinary.apply(&batch).unwrap())).unwrap();
         // One pod added and removed with the table full, as felix applies it.
         let mut add = Vec::new();
         let mut del = Vec::new();
+        let mut recompute = Vec::new();
         let mut grown = inputs.clone();
+        let mut agent_cache = cache(size);
+        let kinds = kinds();
         for n in 0..POD_CHANGES {
             grown.endpoints.push(endpoint(size + n));
             let bigger = calculate(&grown).ruleset;
-            let forward = render::diff(&ruleset, &bigger).unwrap();
-            let backward = render::diff(&bigger, &ruleset).unwrap();
+            let forward = Batch::of(render::diff(&ruleset, &bigger).unwrap());
+            let backward = Batch::of(render::diff(&bigger, &ruleset).unwrap());
+            // What felix's agent does per store change before programming: the objects
+            // cached, the inputs joined, the whole ruleset recomputed, the difference taken.
+            let (endpoint_object, pod_object) = stored(size + n);
+            recompute.push(timed(|| {
+                agent_cache.upsert(&kinds[0], endpoint_object.clone());
+                agent_cache.upsert(&kinds[1], pod_object.clone());
+                let (agent_inputs, _) = agent_cache.inputs("n1");
+                let wanted = calculate(&agent_inputs).ruleset;
+                assert!(matches!(
+                    Batch::of(render::diff(&ruleset, &wanted).unwrap()),
+                    Batch::Elements(_)
+                ));
+            }));
+            agent_cache.remove(&kinds[0], &endpoint_object);
+            agent_cache.remove(&kinds[1], &pod_object);
+            assert!(
+                matches!(forward, Batch::Elements(_)) && matches!(backward, Batch::Elements(_)),
+                "a pod add/remove is element-only: {forward:?}"
+            );
             let (a, d) = netns
                 .within(|| {
                     (
-                        timed(|| NftBinary.apply(&json!({"nftables": forward})).unwrap()),
-                        timed(|| NftBinary.apply(&json!({"nftables": backward})).unwrap()),
+                        timed(|| NftBinary.apply(&forward).unwrap()),
+                        timed(|| NftBinary.apply(&backward).unwrap()),
                     )
                 })
                 .unwrap();
@@ -186,7 +242,7 @@ fn main() {
             })
             .unwrap();
         println!(
-            "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10}",
+            "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10}",
             size,
             rules,
             elements,
@@ -198,8 +254,12 @@ fn main() {
             ms(iptables_nft),
             ms(median(add)),
             ms(median(del)),
+            ms(median(recompute)),
         );
         drop(netns);
     }
-    println!("(pod add/del: median of {POD_CHANGES}, one nft batch each, table full)");
+    println!(
+        "(pod add/del: median of {POD_CHANGES}, one netlink element batch each, table full; agent: felix's work \
+         per store change before programming: cache, inputs, whole recalculation, difference)"
+    );
 }

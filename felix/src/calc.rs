@@ -13,8 +13,10 @@
 //!   (locally generated traffic never meets the per-endpoint chains);
 //! - named ports resolve against the destination pod's container ports.
 //!
-//! Each distinct peer becomes one named set shared by every rule using it, so pod churn only
-//! changes set elements. An invalid policy is reported in [`Calculation::problems`] and left out;
+//! Each distinct peer becomes one named set shared by every rule using it, each policy one
+//! chain per direction, and each distinct combination of policies isolating local endpoints
+//! one chain the interface maps point to; so pod churn, local or remote, only changes set and
+//! map elements. An invalid policy is reported in [`Calculation::problems`] and left out;
 //! every other policy stays in force.
 //!
 //! Pure: no I/O, no clock.
@@ -90,7 +92,8 @@ pub struct EndpointReport {
     /// Policies isolating it for ingress (`namespace/name`); empty: ingress is open.
     pub ingress_policies: Vec<String>,
     pub egress_policies: Vec<String>,
-    /// The chains holding its rules, when isolated.
+    /// The chains it is dispatched to when isolated (shared by every local endpoint isolated
+    /// by the same policies).
     pub ingress_chain: Option<String>,
     pub egress_chain: Option<String>,
 }
@@ -121,13 +124,17 @@ pub fn policy_chain(policy_id: &str, direction: Direction) -> String {
     format!("policy-{:016x}-{suffix}", stable_hash(policy_id))
 }
 
-/// Chain names per endpoint and direction.
-pub fn ingress_chain(interface: &str) -> String {
-    format!("to-{interface}")
-}
-
-pub fn egress_chain(interface: &str) -> String {
-    format!("from-{interface}")
+/// The chain of one combination of policies (`namespace/name`, sorted) for a direction: a jump
+/// to each policy's chain, then a counted drop. Every endpoint isolated by exactly these
+/// policies shares it (the interface maps send it there), so a pod added or removed is a map
+/// element, not a chain; only a combination never seen before adds one.
+pub fn isolation_chain(policy_ids: &[String], direction: Direction) -> String {
+    let prefix = match direction {
+        Direction::Ingress => "isolated-in",
+        Direction::Egress => "isolated-out",
+    };
+    // The debug form quotes each id: no two lists share it, whatever the names hold.
+    format!("{prefix}-{:016x}", stable_hash(&format!("{policy_ids:?}")))
 }
 
 /// Computes the desired table.
@@ -336,24 +343,16 @@ impl Builder<'_> {
         let to_verdict = if ingress.is_empty() {
             Verdict::Accept
         } else {
-            let chain = self.endpoint_chain(
-                ingress_chain(&endpoint.interface),
-                &ingress,
-                Direction::Ingress,
-                &mut report.ingress_policies,
-            );
+            report.ingress_policies = ingress.iter().map(|p| p.id()).collect();
+            let chain = self.isolation_chain(&ingress, &report.ingress_policies, Direction::Ingress);
             report.ingress_chain = Some(chain.clone());
             Verdict::Jump(chain)
         };
         self.map(TO_ENDPOINT).insert(endpoint.interface.clone(), to_verdict);
         let egress: Vec<&Policy> = selecting.iter().copied().filter(|p| p.egress.is_some()).collect();
         if !egress.is_empty() {
-            let chain = self.endpoint_chain(
-                egress_chain(&endpoint.interface),
-                &egress,
-                Direction::Egress,
-                &mut report.egress_policies,
-            );
+            report.egress_policies = egress.iter().map(|p| p.id()).collect();
+            let chain = self.isolation_chain(&egress, &report.egress_policies, Direction::Egress);
             report.egress_chain = Some(chain.clone());
             self.map(FROM_ENDPOINT)
                 .insert(endpoint.interface.clone(), Verdict::Jump(chain));
@@ -361,21 +360,16 @@ impl Builder<'_> {
         report
     }
 
-    /// The chain of one policy's rules in one direction, shared by every endpoint it selects
-    /// (made on first use: a node carries only the policies of its own pods). Its rules do not
-    /// depend on the endpoint: named ports match the destination address with its port.
-    /// An endpoint's chain for one direction: a jump to each selecting policy's shared chain,
-    /// then a counted drop (isolated: nothing a policy does not allow passes).
-    fn endpoint_chain(
-        &mut self,
-        chain: String,
-        policies: &[&Policy],
-        direction: Direction,
-        selected_by: &mut Vec<String>,
-    ) -> String {
+    /// The chain shared by every endpoint isolated in one direction by exactly `policies`
+    /// (made on first use): a jump to each policy's chain, then a counted drop (isolated:
+    /// nothing a policy does not allow passes).
+    fn isolation_chain(&mut self, policies: &[&Policy], ids: &[String], direction: Direction) -> String {
+        let chain = isolation_chain(ids, direction);
+        if self.ruleset.chains.contains_key(&chain) {
+            return chain;
+        }
         let mut rules = Vec::new();
         for policy in policies {
-            selected_by.push(policy.id());
             let target = self.policy_chain(policy, direction);
             rules.push(Rule::new(vec![], Action::Verdict(Verdict::Jump(target)), policy.id()));
         }
@@ -388,6 +382,9 @@ impl Builder<'_> {
         chain
     }
 
+    /// The chain of one policy's rules in one direction, shared by every endpoint it selects
+    /// (made on first use: a node carries only the policies of its own pods). Its rules do not
+    /// depend on the endpoint: named ports match the destination address with its port.
     fn policy_chain(&mut self, policy: &Policy, direction: Direction) -> String {
         let name = policy_chain(&policy.id(), direction);
         if self.ruleset.chains.contains_key(&name) {
@@ -467,19 +464,25 @@ impl Builder<'_> {
             Peer::Pods { namespaces, pods } => {
                 let key = format!("{namespaces:?} {pods:?}");
                 let hash = stable_hash(&key);
-                let mut alternatives = Vec::new();
-                for family in [Family::V4, Family::V6] {
-                    let name = format!("pods-{}-{hash:016x}", family.suffix());
-                    if !self.ruleset.sets.contains_key(&name) {
-                        let elements = self
-                            .inputs
-                            .endpoints
-                            .iter()
-                            .filter(|e| self.peer_selects(namespaces, pods, e))
-                            .flat_map(|e| e.addresses.iter().copied())
-                            .filter(|a| Family::of(*a) == family)
-                            .map(|a| Element::Range(AddressRange::single(a)))
-                            .collect();
+                let names = [Family::V4, Family::V6].map(|family| format!("pods-{}-{hash:016x}", family.suffix()));
+                if !self.ruleset.sets.contains_key(&names[0]) {
+                    // One pass for both families; a namespace selector is evaluated once per
+                    // namespace, not once per pod.
+                    let mut namespace_selected: BTreeMap<&str, bool> = BTreeMap::new();
+                    let mut elements = [BTreeSet::new(), BTreeSet::new()];
+                    for endpoint in &self.inputs.endpoints {
+                        let namespace_ok = *namespace_selected
+                            .entry(endpoint.namespace.as_str())
+                            .or_insert_with(|| self.namespace_selects(namespaces, &endpoint.namespace));
+                        if !namespace_ok || !pods.matches(&endpoint.labels) {
+                            continue;
+                        }
+                        for address in &endpoint.addresses {
+                            let slot = usize::from(Family::of(*address) == Family::V6);
+                            elements[slot].insert(Element::Range(AddressRange::single(*address)));
+                        }
+                    }
+                    for ((name, family), elements) in names.iter().zip([Family::V4, Family::V6]).zip(elements) {
                         self.ruleset.sets.insert(
                             name.clone(),
                             Set {
@@ -491,23 +494,25 @@ impl Builder<'_> {
                             },
                         );
                     }
-                    alternatives.push(address(family, name));
                 }
-                alternatives
+                names
+                    .into_iter()
+                    .zip([Family::V4, Family::V6])
+                    .map(|(name, family)| address(family, name))
+                    .collect()
             }
         }
     }
 
-    fn peer_selects(&self, namespaces: &NamespaceScope, pods: &crate::labels::LabelSelector, e: &Endpoint) -> bool {
-        let namespace_ok = match namespaces {
-            NamespaceScope::Own(namespace) => &e.namespace == namespace,
+    fn namespace_selects(&self, namespaces: &NamespaceScope, namespace: &str) -> bool {
+        match namespaces {
+            NamespaceScope::Own(own) => own == namespace,
             NamespaceScope::Selected(selector) => {
                 let empty = Labels::new();
-                let labels = self.inputs.namespaces.get(&e.namespace).unwrap_or(&empty);
+                let labels = self.inputs.namespaces.get(namespace).unwrap_or(&empty);
                 selector.matches(labels)
             }
-        };
-        namespace_ok && pods.matches(&e.labels)
+        }
     }
 
     /// The port part of a rule: numeric ports grouped per protocol into one match, a whole
@@ -572,7 +577,20 @@ impl Builder<'_> {
     }
 
     fn named_port_set(&mut self, name: &str, family: Family) -> String {
-        let set = format!("port-{}-{name}", family.suffix());
+        // A port name is an IANA service name (lowercase letters, digits, '-', at most 15) as
+        // Kubernetes validates it; anything else is named by its hash, as set names are nft
+        // identifiers in the batch text.
+        let valid = !name.is_empty()
+            && name.len() <= 15
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let set = if valid {
+            format!("port-{}-{name}", family.suffix())
+        } else {
+            format!("port-{}-x{:016x}", family.suffix(), stable_hash(name))
+        };
         if !self.ruleset.sets.contains_key(&set) {
             let mut elements = BTreeSet::new();
             for endpoint in &self.inputs.endpoints {

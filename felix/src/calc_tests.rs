@@ -862,8 +862,65 @@ fn a_policys_rules_are_one_chain_shared_by_every_pod_it_selects() {
         .filter(|c| c.starts_with("policy-"))
         .collect();
     assert_eq!(policy_chains, [&policy_chain("x/from-y", Direction::Ingress)]);
+    let shared = isolation_chain(&["x/from-y".to_string()], Direction::Ingress);
+    assert_eq!(
+        calc.ruleset.chains[&shared].rules.len(),
+        2,
+        "a jump to the policy and the final drop"
+    );
     for pod in ["a", "b", "c"] {
-        let chain = &calc.ruleset.chains[&ingress_chain(&format!("wftx{pod}"))];
-        assert_eq!(chain.rules.len(), 2, "a jump to the policy and the final drop");
+        assert_eq!(
+            calc.ruleset.maps[TO_ENDPOINT][&format!("wftx{pod}")],
+            Verdict::Jump(shared.clone()),
+            "every pod the same policies isolate shares one chain"
+        );
     }
+}
+
+#[test]
+fn a_local_pod_added_changes_map_and_set_elements_only() {
+    let policies = vec![policy(
+        "x",
+        "from-y",
+        json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": "serve-80-tcp"}]}],
+               "egress": [{"to": [{"podSelector": {}}]}]}),
+    )];
+    let mut inputs = model();
+    inputs.policies = policies;
+    let before = calculate(&inputs).ruleset;
+    inputs.endpoints.push(endpoint("x", "d"));
+    let after = calculate(&inputs).ruleset;
+    assert_eq!(before.chains, after.chains, "no chain or rule per endpoint");
+    assert_ne!(before.maps, after.maps);
+    assert_ne!(before.sets, after.sets);
+}
+
+#[test]
+fn a_port_name_nft_could_not_parse_names_its_set_by_hash() {
+    let mut inputs = model();
+    for endpoint in &mut inputs.endpoints {
+        endpoint.ports.push(NamedPort {
+            name: "my \"port\"".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        });
+    }
+    inputs.policies = vec![policy(
+        "x",
+        "odd-name",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "my \"port\""}]}]}),
+    )];
+    let calc = calculate(&inputs);
+    assert!(calc.problems.is_empty(), "{:?}", calc.problems);
+    let names: Vec<&String> = calc.ruleset.sets.keys().filter(|n| n.starts_with("port-")).collect();
+    assert!(!names.is_empty());
+    assert!(
+        names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')),
+        "{names:?}"
+    );
+    assert!(allowed(&calc, "y/a", "x/a", Protocol::Tcp, 80));
+    assert!(!allowed(&calc, "y/a", "x/a", Protocol::Tcp, 81));
 }

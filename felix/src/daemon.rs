@@ -240,7 +240,7 @@ fn apply(nft: &dyn Nft, previous: Option<&Ruleset>, desired: &Ruleset) -> Result
             return Ok(Outcome::Unchanged);
         }
         let operations = batch.len();
-        match nft.apply(&serde_json::json!({"nftables": batch})) {
+        match nft.apply(&render::Batch::of(batch)) {
             Ok(()) => return Ok(Outcome::Incremental(operations)),
             Err(error) => tracing::warn!(%error, "incremental update refused; replacing the table"),
         }
@@ -263,7 +263,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::sync::Mutex;
 
-    use serde_json::Value;
+    use crate::render::Batch;
 
     use super::*;
     use crate::calc::{Endpoint, Inputs, calculate};
@@ -274,13 +274,13 @@ mod tests {
     /// exercised by the namespace tests.
     #[derive(Debug, Default)]
     struct RecordingNftDouble {
-        batches: Mutex<Vec<Value>>,
+        batches: Mutex<Vec<Batch>>,
         refuse_next: Mutex<bool>,
         kernel: Mutex<Option<Listing>>,
     }
 
     impl Nft for RecordingNftDouble {
-        fn apply(&self, batch: &Value) -> Result<(), NftError> {
+        fn apply(&self, batch: &Batch) -> Result<(), NftError> {
             let mut refuse = self.refuse_next.lock().unwrap();
             if *refuse {
                 *refuse = false;
@@ -378,6 +378,10 @@ mod tests {
         let nft = RecordingNftDouble::default();
         let (before, after) = (ruleset(2), ruleset(3));
         assert_eq!(apply(&nft, Some(&before), &after).unwrap(), Outcome::Incremental(1));
+        assert!(
+            matches!(nft.batches.lock().unwrap()[0], Batch::Elements(_)),
+            "a pod added is an element batch (netlink), not nft text"
+        );
         assert_eq!(apply(&nft, Some(&after), &after).unwrap(), Outcome::Unchanged);
         *nft.refuse_next.lock().unwrap() = true;
         assert_eq!(apply(&nft, Some(&before), &after).unwrap(), Outcome::Full);

@@ -29,10 +29,42 @@ pub fn kinds() -> Vec<Kind> {
     ]
 }
 
-/// Objects by kind name and `namespace/name`.
+/// Objects by kind name and `namespace/name`, decoded once when they arrive (recomputing after
+/// a change must not decode thousands of unchanged pods again).
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
-    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    objects: BTreeMap<String, BTreeMap<String, Object>>,
+}
+
+/// One stored object, decoded.
+#[derive(Clone, Debug)]
+enum Object {
+    Endpoint(Box<WorkloadEndpoint>),
+    Pod(Box<Pod>),
+    Namespace(Box<Namespace>),
+    Policy(Box<NetworkPolicy>),
+    Pool(Box<IPPool>),
+    /// It does not decode (the reason), or is of a kind felix does not read.
+    Unreadable(String),
+}
+
+impl Object {
+    fn decode(kind: &str, value: Value) -> Object {
+        fn with<T: serde::de::DeserializeOwned>(value: Value, wrap: fn(Box<T>) -> Object) -> Object {
+            match serde_json::from_value::<T>(value) {
+                Ok(object) => wrap(Box::new(object)),
+                Err(error) => Object::Unreadable(error.to_string()),
+            }
+        }
+        match kind {
+            "WorkloadEndpoint" => with(value, Object::Endpoint),
+            "Pod" => with(value, Object::Pod),
+            "Namespace" => with(value, Object::Namespace),
+            "NetworkPolicy" => with(value, Object::Policy),
+            "IPPool" => with(value, Object::Pool),
+            other => Object::Unreadable(format!("felix does not read kind {other}")),
+        }
+    }
 }
 
 /// An object that did not decode: reported, left out.
@@ -55,7 +87,10 @@ fn key_of(value: &Value) -> String {
 
 impl Cache {
     pub fn replace_kind(&mut self, kind: &Kind, values: impl IntoIterator<Item = Value>) {
-        let objects = values.into_iter().map(|v| (key_of(&v), v)).collect();
+        let objects = values
+            .into_iter()
+            .map(|v| (key_of(&v), Object::decode(&kind.kind, v)))
+            .collect();
         self.objects.insert(kind.kind.clone(), objects);
     }
 
@@ -63,7 +98,7 @@ impl Cache {
         self.objects
             .entry(kind.kind.clone())
             .or_default()
-            .insert(key_of(&value), value);
+            .insert(key_of(&value), Object::decode(&kind.kind, value));
     }
 
     pub fn remove(&mut self, kind: &Kind, value: &Value) {
@@ -82,16 +117,23 @@ impl Cache {
         Ok(cache)
     }
 
-    fn decoded<T: serde::de::DeserializeOwned>(&self, kind: &str, errors: &mut Vec<DecodeError>) -> Vec<T> {
+    /// The objects of one kind that decoded (`pick` says which variant); the others as errors.
+    fn decoded<'a, T>(
+        &'a self,
+        kind: &str,
+        pick: fn(&'a Object) -> Option<&'a T>,
+        errors: &mut Vec<DecodeError>,
+    ) -> Vec<&'a T> {
         let mut out = Vec::new();
-        for (name, value) in self.objects.get(kind).into_iter().flatten() {
-            match serde_json::from_value(value.clone()) {
-                Ok(object) => out.push(object),
-                Err(error) => errors.push(DecodeError {
+        for (name, object) in self.objects.get(kind).into_iter().flatten() {
+            if let Object::Unreadable(reason) = object {
+                errors.push(DecodeError {
                     kind: kind.to_owned(),
                     name: name.clone(),
-                    reason: error.to_string(),
-                }),
+                    reason: reason.clone(),
+                });
+            } else if let Some(object) = pick(object) {
+                out.push(object);
             }
         }
         out
@@ -100,8 +142,12 @@ impl Cache {
     /// The calculation's inputs for `node`, and the objects left out.
     pub fn inputs(&self, node: &str) -> (Inputs, Vec<DecodeError>) {
         let mut errors = Vec::new();
-        let pods: BTreeMap<String, Pod> = self
-            .decoded::<Pod>("Pod", &mut errors)
+        let pods: BTreeMap<String, &Pod> = self
+            .decoded(
+                "Pod",
+                |o| if let Object::Pod(p) = o { Some(p.as_ref()) } else { None },
+                &mut errors,
+            )
             .into_iter()
             .map(|pod| {
                 let key = format!(
@@ -113,16 +159,38 @@ impl Cache {
             })
             .collect();
         let mut namespaces = BTreeMap::new();
-        for namespace in self.decoded::<Namespace>("Namespace", &mut errors) {
+        let namespace_objects = self.decoded(
+            "Namespace",
+            |o| {
+                if let Object::Namespace(n) = o {
+                    Some(n.as_ref())
+                } else {
+                    None
+                }
+            },
+            &mut errors,
+        );
+        for namespace in namespace_objects {
             let name = namespace.metadata.name.clone().unwrap_or_default();
             let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
             labels.insert("kubernetes.io/metadata.name".into(), name.clone());
             namespaces.insert(name, labels);
         }
         let mut endpoints = Vec::new();
-        for endpoint in self.decoded::<WorkloadEndpoint>("WorkloadEndpoint", &mut errors) {
+        let endpoint_objects = self.decoded(
+            "WorkloadEndpoint",
+            |o| {
+                if let Object::Endpoint(e) = o {
+                    Some(e.as_ref())
+                } else {
+                    None
+                }
+            },
+            &mut errors,
+        );
+        for endpoint in endpoint_objects {
             let namespace = endpoint.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            let spec = endpoint.spec;
+            let spec = &endpoint.spec;
             let pod = if spec.pod.is_empty() {
                 endpoint.metadata.name.clone().unwrap_or_default()
             } else {
@@ -181,7 +249,17 @@ impl Cache {
             });
         }
         let pools = self
-            .decoded::<IPPool>("IPPool", &mut errors)
+            .decoded(
+                "IPPool",
+                |o| {
+                    if let Object::Pool(p) = o {
+                        Some(p.as_ref())
+                    } else {
+                        None
+                    }
+                },
+                &mut errors,
+            )
             .into_iter()
             .filter_map(|pool| {
                 Some(Pool {
@@ -190,7 +268,21 @@ impl Cache {
                 })
             })
             .collect();
-        let policies = self.decoded::<NetworkPolicy>("NetworkPolicy", &mut errors);
+        let policies = self
+            .decoded(
+                "NetworkPolicy",
+                |o| {
+                    if let Object::Policy(p) = o {
+                        Some(p.as_ref())
+                    } else {
+                        None
+                    }
+                },
+                &mut errors,
+            )
+            .into_iter()
+            .cloned()
+            .collect();
         let inputs = Inputs {
             node: node.to_owned(),
             endpoints,
@@ -241,5 +333,22 @@ mod tests {
             }]
         );
         assert_eq!(inputs.namespaces["x"]["kubernetes.io/metadata.name"], "x");
+    }
+
+    #[test]
+    fn an_object_that_does_not_decode_is_reported_at_every_calculation_and_left_out() {
+        let kinds = kinds();
+        let mut cache = Cache::default();
+        let broken = json!({"metadata": {"namespace": "x", "name": "bad"}, "spec": {"podSelector": 7}});
+        cache.upsert(&kinds[3], broken.clone());
+        for _ in 0..2 {
+            let (inputs, errors) = cache.inputs("n1");
+            assert!(inputs.policies.is_empty());
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].kind, "NetworkPolicy");
+            assert_eq!(errors[0].name, "x/bad");
+        }
+        cache.remove(&kinds[3], &broken);
+        assert!(cache.inputs("n1").1.is_empty());
     }
 }

@@ -1,9 +1,10 @@
 //! weft-felix, the node's policy agent (DESIGN.md "Policy (felix)").
 //!
 //! Pure core: [`labels`], [`policy`], [`ranges`], [`calc`] (inputs → [`ruleset::Ruleset`]),
-//! [`render`] (ruleset → nft JSON, whole or as a diff). Doors to the world: [`nft`] (the `nft`
-//! binary), [`routes`] (host routes and proxy ARP), [`inputs`] (the datastore). The daemon
-//! ([`daemon`]) ties them together and makes no policy decision of its own.
+//! [`render`] (ruleset → nft text whole, or a difference: element changes or text). Doors to
+//! the world: [`nft`] (an nf_tables netlink batch of our own for element changes, the `nft`
+//! binary for the rest), [`routes`] (host routes and proxy ARP), [`inputs`] (the datastore).
+//! The daemon ([`daemon`]) ties them together and makes no policy decision of its own.
 
 pub mod calc;
 pub mod daemon;

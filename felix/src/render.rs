@@ -1,31 +1,46 @@
-//! [`Ruleset`] → nft JSON (`nft -j -f -`), as one atomic batch: either a full replace of
-//! `inet weft` or the difference from the ruleset applied last.
+//! [`Ruleset`] → one atomic batch for nftables: either a full replace of `inet weft` or the
+//! difference from the ruleset applied last.
 //!
-//! A full replace on nft 1.0.6 is `add table` + `flush table` (never delete and re-add in one
-//! batch), then flushing every set and map the kernel holds, deleting what weft no longer wants,
-//! and adding everything back. A difference touches only set elements, map elements and the
-//! chains whose rules changed, so pod churn costs a handful of element updates.
+//! A full replace is nft's own syntax (`nft -f -`, parsed far faster than JSON) on nft 1.0.6's
+//! terms: `add table` + `flush table` (never delete and re-add in one batch), then flushing
+//! every set and map the kernel holds, deleting what weft no longer wants, and adding
+//! everything back ([`text`]). A difference touches only set elements, map elements and the
+//! chains whose rules changed. When it is elements of plain (non-interval) sets and verdict
+//! maps only, as pod churn is, it becomes [`Batch::Elements`], which [`crate::nft`] sends as
+//! an nf_tables netlink batch of its own, without the `nft` binary (that reads the kernel's
+//! whole table first); anything else goes through `nft -f -` as text.
 //!
 //! Every rule carries its comment and a hash of its content (`x/p ingress[0] #1a2b…`): resync
 //! compares hashes instead of parsing rule text back.
 //!
 //! Pure.
 
-use std::collections::BTreeSet;
+mod text;
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::listing::Listing;
-use crate::ruleset::{
-    Action, Chain, Element, Family, Hook, Match, Rule, Ruleset, Set, SetKind, Side, TABLE, Verdict, stable_hash,
-};
+use crate::ruleset::{Chain, Element, Rule, Ruleset, Set, SetKind, Verdict, stable_hash};
 
 /// The longest human part of a rule comment (the kernel keeps at most 128 bytes).
 const COMMENT_TEXT: usize = 100;
 
-/// The comment a rule carries in the kernel.
+/// The comment a rule carries in the kernel (quotes, backslashes and control characters
+/// replaced: it is written inside nft's quoted string).
 pub fn comment(rule: &Rule) -> String {
-    let mut text = rule.comment.clone();
+    let mut text: String = rule
+        .comment
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
     if text.len() > COMMENT_TEXT {
         let mut end = COMMENT_TEXT;
         while !text.is_char_boundary(end) {
@@ -36,62 +51,96 @@ pub fn comment(rule: &Rule) -> String {
     format!("{text} #{:016x}", stable_hash(&format!("{rule:?}")))
 }
 
-fn table() -> Value {
-    json!({"family": "inet", "name": TABLE})
+/// Add or delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Add,
+    Delete,
 }
 
-fn named(name: &str) -> Value {
-    json!({"family": "inet", "table": TABLE, "name": name})
+/// Elements of one named set or verdict map added or deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElementChange {
+    Set {
+        verb: Verb,
+        set: String,
+        elements: Vec<Element>,
+    },
+    /// Interface name → verdict (the verdict is ignored when deleting).
+    Map {
+        verb: Verb,
+        map: String,
+        entries: Vec<(String, Verdict)>,
+    },
+}
+
+/// One operation of a difference, in the order it must run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    AddSet(String, Set),
+    /// Empties an interval set before its merged ranges are added back.
+    FlushSet(String),
+    AddChain(String, Chain),
+    /// Empties a chain before its rules are added back (or before it is deleted).
+    FlushChain(String),
+    AddRules(String, Vec<Rule>),
+    DeleteChain(String),
+    DeleteSet(String),
+    Elements(ElementChange),
+}
+
+/// What [`crate::nft::Nft::apply`] takes: one atomic transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// nft's own syntax, for `nft -f -`.
+    Text(String),
+    /// Elements of plain sets and verdict maps only (netlink).
+    Elements(Vec<ElementChange>),
+}
+
+impl Batch {
+    /// The batch of a difference: [`Batch::Elements`] when every step is an element change
+    /// ([`diff`] never makes one for an interval set: those are flushed and refilled).
+    pub fn of(steps: Vec<Step>) -> Batch {
+        if steps.iter().all(|s| matches!(s, Step::Elements(_))) {
+            Batch::Elements(
+                steps
+                    .into_iter()
+                    .filter_map(|s| match s {
+                        Step::Elements(change) => Some(change),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            Batch::Text(text::steps(&steps))
+        }
+    }
+
+    /// The same batch as nft text (what the `nft` binary would be given).
+    pub fn to_text(&self) -> String {
+        match self {
+            Batch::Text(text) => text.clone(),
+            Batch::Elements(changes) => {
+                text::steps(&changes.iter().map(|c| Step::Elements(c.clone())).collect::<Vec<_>>())
+            }
+        }
+    }
 }
 
 /// A full replace of the table. `kernel` is what the kernel holds now (to flush and delete
 /// leftovers); `None` when the table does not exist yet.
-pub fn full(ruleset: &Ruleset, kernel: Option<&Listing>) -> Value {
-    let mut batch = vec![json!({"add": {"table": table()}}), json!({"flush": {"table": table()}})];
-    if let Some(kernel) = kernel {
-        for name in kernel.sets.keys() {
-            batch.push(json!({"flush": {"set": named(name)}}));
-        }
-        for name in kernel.maps.keys() {
-            batch.push(json!({"flush": {"map": named(name)}}));
-        }
-        for name in kernel.chains.keys().filter(|n| !ruleset.chains.contains_key(*n)) {
-            batch.push(json!({"delete": {"chain": named(name)}}));
-        }
-        for name in kernel.sets.keys().filter(|n| !ruleset.sets.contains_key(*n)) {
-            batch.push(json!({"delete": {"set": named(name)}}));
-        }
-        for name in kernel.maps.keys().filter(|n| !ruleset.maps.contains_key(*n)) {
-            batch.push(json!({"delete": {"map": named(name)}}));
-        }
-    }
-    for (name, set) in &ruleset.sets {
-        batch.push(json!({"add": {"set": set_object(name, set)}}));
-    }
-    for (name, chain) in &ruleset.chains {
-        batch.push(json!({"add": {"chain": chain_object(name, chain)}}));
-    }
-    for (name, elements) in &ruleset.maps {
-        let mut map = named(name);
-        map["type"] = json!("ifname");
-        map["map"] = json!("verdict");
-        let elem: Vec<Value> = elements.iter().map(|(k, v)| json!([k, verdict(v)])).collect();
-        if !elem.is_empty() {
-            map["elem"] = Value::Array(elem);
-        }
-        batch.push(json!({"add": {"map": map}}));
-    }
-    for (name, chain) in &ruleset.chains {
-        for rule in &chain.rules {
-            batch.push(json!({"add": {"rule": rule_object(name, rule)}}));
-        }
-    }
-    json!({"nftables": batch})
+pub fn full(ruleset: &Ruleset, kernel: Option<&Listing>) -> Batch {
+    Batch::Text(text::full(ruleset, kernel))
 }
 
-/// The batch that turns `old` (applied last) into `new`; `None` when only a full replace can
-/// (a base chain or a set's type changed). An empty batch means nothing changed.
-pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Value>> {
+fn is_interval(kind: &SetKind) -> bool {
+    matches!(kind, SetKind::Addresses { interval: true, .. } | SetKind::Ports)
+}
+
+/// The steps that turn `old` (applied last) into `new`; `None` when only a full replace can
+/// (a base chain or a set's type changed). No steps means nothing changed.
+pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Step>> {
     for (name, chain) in &new.chains {
         if chain.hook.is_some() && old.chains.get(name) != Some(chain) {
             return None;
@@ -110,24 +159,27 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Value>> {
             return None;
         }
     }
-    let mut batch = Vec::new();
+    let mut steps = Vec::new();
     // Sets first: new rules may refer to new sets.
     for (name, set) in &new.sets {
         match old.sets.get(name) {
-            None => batch.push(json!({"add": {"set": set_object(name, set)}})),
+            None => steps.push(Step::AddSet(name.clone(), set.clone())),
             Some(old_set) if old_set.elements != set.elements => {
-                let interval = matches!(set.kind, SetKind::Addresses { interval: true, .. } | SetKind::Ports);
-                if interval {
+                if is_interval(&set.kind) {
                     // Interval elements are merged ranges: replace them all.
-                    batch.push(json!({"flush": {"set": named(name)}}));
-                    if let Some(add) = elements(name, &set.elements, "add") {
-                        batch.push(add);
+                    steps.push(Step::FlushSet(name.clone()));
+                    if !set.elements.is_empty() {
+                        steps.push(set_change(Verb::Add, name, set.elements.iter()));
                     }
                 } else {
-                    let gone: BTreeSet<Element> = old_set.elements.difference(&set.elements).cloned().collect();
-                    let added: BTreeSet<Element> = set.elements.difference(&old_set.elements).cloned().collect();
-                    batch.extend(elements(name, &gone, "delete"));
-                    batch.extend(elements(name, &added, "add"));
+                    let gone: Vec<&Element> = old_set.elements.difference(&set.elements).collect();
+                    let added: Vec<&Element> = set.elements.difference(&old_set.elements).collect();
+                    if !gone.is_empty() {
+                        steps.push(set_change(Verb::Delete, name, gone.into_iter()));
+                    }
+                    if !added.is_empty() {
+                        steps.push(set_change(Verb::Add, name, added.into_iter()));
+                    }
                 }
             }
             Some(_) => {}
@@ -136,99 +188,68 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Value>> {
     // Every new chain exists before any rule jumps to it.
     for (name, chain) in &new.chains {
         if !old.chains.contains_key(name) {
-            batch.push(json!({"add": {"chain": chain_object(name, chain)}}));
+            steps.push(Step::AddChain(name.clone(), chain.clone()));
         }
     }
     for (name, chain) in &new.chains {
         match old.chains.get(name) {
-            None => {
-                for rule in &chain.rules {
-                    batch.push(json!({"add": {"rule": rule_object(name, rule)}}));
-                }
-            }
+            None if !chain.rules.is_empty() => steps.push(Step::AddRules(name.clone(), chain.rules.clone())),
             Some(old_chain) if old_chain != chain => {
-                batch.push(json!({"flush": {"chain": named(name)}}));
-                for rule in &chain.rules {
-                    batch.push(json!({"add": {"rule": rule_object(name, rule)}}));
+                steps.push(Step::FlushChain(name.clone()));
+                if !chain.rules.is_empty() {
+                    steps.push(Step::AddRules(name.clone(), chain.rules.clone()));
                 }
             }
-            Some(_) => {}
+            _ => {}
         }
     }
-    for (name, elements) in &new.maps {
-        let empty = Default::default();
-        let old_elements = old.maps.get(name).unwrap_or(&empty);
-        let gone: Vec<Value> = old_elements
-            .iter()
-            .filter(|(k, v)| elements.get(*k) != Some(*v))
-            .map(|(k, _)| json!(k))
-            .collect();
+    for (name, entries) in &new.maps {
+        let empty = BTreeMap::new();
+        let old_entries = old.maps.get(name).unwrap_or(&empty);
+        let changed = |from: &BTreeMap<String, Verdict>, to: &BTreeMap<String, Verdict>| -> Vec<(String, Verdict)> {
+            from.iter()
+                .filter(|(k, v)| to.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let gone = changed(old_entries, entries);
         if !gone.is_empty() {
-            batch.push(json!({"delete": {"element": with_elem(name, gone)}}));
+            steps.push(Step::Elements(ElementChange::Map {
+                verb: Verb::Delete,
+                map: name.clone(),
+                entries: gone,
+            }));
         }
-        let added: Vec<Value> = elements
-            .iter()
-            .filter(|(k, v)| old_elements.get(*k) != Some(*v))
-            .map(|(k, v)| json!([k, verdict(v)]))
-            .collect();
+        let added = changed(entries, old_entries);
         if !added.is_empty() {
-            batch.push(json!({"add": {"element": with_elem(name, added)}}));
+            steps.push(Step::Elements(ElementChange::Map {
+                verb: Verb::Add,
+                map: name.clone(),
+                entries: added,
+            }));
         }
     }
     // Deletions last, once nothing refers to them.
     // Removed chains may jump to one another: empty them all before deleting any.
     let removed: Vec<&String> = old.chains.keys().filter(|n| !new.chains.contains_key(*n)).collect();
     for name in &removed {
-        batch.push(json!({"flush": {"chain": named(name)}}));
+        steps.push(Step::FlushChain((*name).clone()));
     }
     for name in &removed {
-        batch.push(json!({"delete": {"chain": named(name)}}));
+        steps.push(Step::DeleteChain((*name).clone()));
     }
     for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-        batch.push(json!({"delete": {"set": named(name)}}));
+        steps.push(Step::DeleteSet(name.clone()));
     }
-    Some(batch)
+    Some(steps)
 }
 
-fn with_elem(name: &str, elem: Vec<Value>) -> Value {
-    let mut object = named(name);
-    object["elem"] = Value::Array(elem);
-    object
-}
-
-fn elements(name: &str, elements: &BTreeSet<Element>, verb: &str) -> Option<Value> {
-    if elements.is_empty() {
-        return None;
-    }
-    let elem = elements.iter().map(element).collect();
-    Some(json!({verb: {"element": with_elem(name, elem)}}))
-}
-
-fn set_object(name: &str, set: &Set) -> Value {
-    let mut object = named(name);
-    let address_type = |family: Family| match family {
-        Family::V4 => "ipv4_addr",
-        Family::V6 => "ipv6_addr",
-    };
-    match set.kind {
-        SetKind::Addresses { family, interval } => {
-            object["type"] = json!(address_type(family));
-            if interval {
-                object["flags"] = json!(["interval"]);
-            }
-        }
-        SetKind::NamedPorts { family } => {
-            object["type"] = json!([address_type(family), "inet_proto", "inet_service"]);
-        }
-        SetKind::Ports => {
-            object["type"] = json!("inet_service");
-            object["flags"] = json!(["interval"]);
-        }
-    }
-    if !set.elements.is_empty() {
-        object["elem"] = set.elements.iter().map(element).collect();
-    }
-    object
+fn set_change<'a>(verb: Verb, set: &str, elements: impl Iterator<Item = &'a Element>) -> Step {
+    Step::Elements(ElementChange::Set {
+        verb,
+        set: set.to_owned(),
+        elements: elements.cloned().collect(),
+    })
 }
 
 /// One set element as nft JSON, as `nft -j list` prints it back for plain sets.
@@ -244,23 +265,7 @@ pub fn element(element: &Element) -> Value {
     }
 }
 
-fn chain_object(name: &str, chain: &Chain) -> Value {
-    let mut object = named(name);
-    if let Some(hook) = chain.hook {
-        let (kind, hook, priority) = match hook {
-            Hook::Forward => ("filter", "forward", 0),
-            Hook::Input => ("filter", "input", 0),
-            Hook::Output => ("filter", "output", 0),
-            Hook::Postrouting => ("nat", "postrouting", 100),
-        };
-        object["type"] = json!(kind);
-        object["hook"] = json!(hook);
-        object["prio"] = json!(priority);
-        object["policy"] = json!("accept");
-    }
-    object
-}
-
+/// A verdict as nft JSON, as `nft -j list` prints map elements.
 pub fn verdict(verdict: &Verdict) -> Value {
     match verdict {
         Verdict::Accept => json!({"accept": null}),
@@ -268,103 +273,6 @@ pub fn verdict(verdict: &Verdict) -> Value {
         Verdict::Return => json!({"return": null}),
         Verdict::Jump(target) => json!({"jump": {"target": target}}),
     }
-}
-
-fn payload(protocol: &str, field: &str) -> Value {
-    json!({"payload": {"protocol": protocol, "field": field}})
-}
-
-fn address_payload(family: Family, side: Side) -> Value {
-    let protocol = match family {
-        Family::V4 => "ip",
-        Family::V6 => "ip6",
-    };
-    payload(
-        protocol,
-        match side {
-            Side::Source => "saddr",
-            Side::Destination => "daddr",
-        },
-    )
-}
-
-fn matching(op: &str, left: Value, right: Value) -> Value {
-    json!({"match": {"op": op, "left": left, "right": right}})
-}
-
-fn l4proto(protocol: crate::policy::Protocol) -> Value {
-    matching("==", json!({"meta": {"key": "l4proto"}}), json!(protocol.nft_name()))
-}
-
-fn interface_key(side: Side) -> Value {
-    json!({"meta": {"key": match side { Side::Source => "iifname", Side::Destination => "oifname" }}})
-}
-
-fn rule_object(chain: &str, rule: &Rule) -> Value {
-    let mut expr = Vec::new();
-    for m in &rule.matches {
-        match m {
-            Match::Established => expr.push(matching(
-                "in",
-                json!({"ct": {"key": "state"}}),
-                json!(["established", "related"]),
-            )),
-            Match::Address {
-                side,
-                family,
-                set,
-                negate,
-            } => expr.push(matching(
-                if *negate { "!=" } else { "==" },
-                address_payload(*family, *side),
-                json!(format!("@{set}")),
-            )),
-            Match::Protocol(protocol) => expr.push(l4proto(*protocol)),
-            Match::Ports { protocol, ranges } => {
-                expr.push(l4proto(*protocol));
-                let ports: Vec<Value> = ranges
-                    .iter()
-                    .map(|(a, b)| if a == b { json!(a) } else { json!({"range": [a, b]}) })
-                    .collect();
-                let right = match ports.as_slice() {
-                    [one] => one.clone(),
-                    _ => json!({"set": ports}),
-                };
-                expr.push(matching("==", payload("th", "dport"), right));
-            }
-            Match::PortSet { protocol, set } => {
-                expr.push(l4proto(*protocol));
-                expr.push(matching("==", payload("th", "dport"), json!(format!("@{set}"))));
-            }
-            Match::NamedPort { family, set } => expr.push(matching(
-                "==",
-                json!({"concat": [address_payload(*family, Side::Destination), {"meta": {"key": "l4proto"}}, payload("th", "dport")]}),
-                json!(format!("@{set}")),
-            )),
-            Match::NeighborDiscovery => {
-                expr.push(matching("==", json!({"meta": {"key": "l4proto"}}), json!("ipv6-icmp")));
-                expr.push(matching(
-                    "==",
-                    payload("icmpv6", "type"),
-                    json!({"set": ["nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"]}),
-                ));
-            }
-            Match::InterfacePrefix { side, prefix } => {
-                expr.push(matching("==", interface_key(*side), json!(format!("{prefix}*"))))
-            }
-        }
-    }
-    if rule.counter {
-        expr.push(json!({"counter": null}));
-    }
-    match &rule.action {
-        Action::Verdict(v) => expr.push(verdict(v)),
-        Action::Dispatch { side, map } => {
-            expr.push(json!({"vmap": {"key": interface_key(*side), "data": format!("@{map}")}}))
-        }
-        Action::Masquerade => expr.push(json!({"masquerade": null})),
-    }
-    json!({"family": "inet", "table": TABLE, "chain": chain, "comment": comment(rule), "expr": expr})
 }
 
 /// Whether the kernel's table is what `ruleset` renders to: same chains with the same rule
@@ -416,6 +324,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::calc::{Endpoint, Inputs, calculate};
+    use crate::ruleset::Action;
 
     fn inputs(pods: &[(&str, &str)]) -> Inputs {
         let policy = serde_json::from_value(json!({
@@ -448,35 +357,67 @@ mod tests {
     fn a_remote_pod_added_is_one_set_element_and_nothing_else() {
         let before = calculate(&inputs(&[("x", "n1"), ("y", "n2")])).ruleset;
         let after = calculate(&inputs(&[("x", "n1"), ("y", "n2"), ("y", "n3")])).ruleset;
-        let batch = diff(&before, &after).unwrap();
-        assert_eq!(batch.len(), 1, "{batch:?}");
-        assert_eq!(batch[0]["add"]["element"]["elem"], json!(["198.18.0.3"]));
-    }
-
-    #[test]
-    fn a_local_pod_added_is_a_chain_and_a_map_element() {
-        let before = calculate(&inputs(&[("x", "n1")])).ruleset;
-        let after = calculate(&inputs(&[("x", "n1"), ("x", "n1")])).ruleset;
-        let batch = diff(&before, &after).unwrap();
-        let verbs: Vec<String> = batch
-            .iter()
-            .map(|op| {
-                let (verb, body) = op.as_object().unwrap().iter().next().unwrap();
-                format!("{verb} {}", body.as_object().unwrap().keys().next().unwrap())
-            })
-            .collect();
-        assert_eq!(verbs.first().map(String::as_str), Some("add chain"));
-        assert!(verbs.iter().any(|v| v == "add element"), "{verbs:?}");
-        assert!(
-            verbs
-                .iter()
-                .all(|v| !v.starts_with("flush") && !v.starts_with("delete")),
-            "{verbs:?}"
+        let steps = diff(&before, &after).unwrap();
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        let Batch::Elements(changes) = Batch::of(steps) else {
+            panic!("not an element batch")
+        };
+        let ElementChange::Set { verb, elements, .. } = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(*verb, Verb::Add);
+        assert_eq!(
+            elements,
+            &[Element::Range(crate::ranges::AddressRange::single(
+                "198.18.0.3".parse().unwrap()
+            ))]
         );
     }
 
     #[test]
-    fn nothing_changed_is_an_empty_batch() {
+    fn a_local_pod_added_is_map_elements_only() {
+        let before = calculate(&inputs(&[("x", "n1")])).ruleset;
+        let after = calculate(&inputs(&[("x", "n1"), ("x", "n1")])).ruleset;
+        let batch = Batch::of(diff(&before, &after).unwrap());
+        let Batch::Elements(changes) = &batch else {
+            panic!("{batch:?}")
+        };
+        assert!(
+            changes
+                .iter()
+                .all(|c| matches!(c, ElementChange::Map { verb: Verb::Add, .. })),
+            "{changes:?}"
+        );
+        assert!(
+            batch
+                .to_text()
+                .contains("add element inet weft to-endpoint { \"wft1\" : jump isolated-in-")
+        );
+    }
+
+    #[test]
+    fn a_changed_interval_set_goes_through_nft_as_text() {
+        let before = calculate(&inputs(&[("x", "n1")])).ruleset;
+        let mut after = before.clone();
+        after
+            .sets
+            .get_mut("pools-v4")
+            .unwrap()
+            .elements
+            .insert(Element::Range(crate::ranges::AddressRange::of(
+                &"198.18.0.0/24".parse().unwrap(),
+            )));
+        let Batch::Text(text) = Batch::of(diff(&before, &after).unwrap()) else {
+            panic!("an interval set is not element-only")
+        };
+        assert_eq!(
+            text,
+            "flush set inet weft pools-v4\nadd element inet weft pools-v4 { 198.18.0.0-198.18.0.255 }\n"
+        );
+    }
+
+    #[test]
+    fn nothing_changed_is_no_step() {
         let ruleset = calculate(&inputs(&[("x", "n1"), ("y", "n2")])).ruleset;
         assert_eq!(diff(&ruleset, &ruleset), Some(vec![]));
     }

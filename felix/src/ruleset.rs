@@ -1,8 +1,8 @@
 //! The desired contents of weft's nftables table (`inet weft`) as data: named sets, the two
 //! interface verdict maps, and chains of rules. [`crate::calc`] builds it, [`crate::render`]
-//! turns it into nft JSON, and [`Ruleset::evaluate`] walks it for one packet the way the kernel
-//! walks the rendered table, so the policy semantics are unit-tested without a kernel (the
-//! namespace tests check the kernel agrees).
+//! turns it into batches for nftables, and [`Ruleset::evaluate`] walks it for one packet the
+//! way the kernel walks the rendered table, so the policy semantics are unit-tested without a
+//! kernel (the namespace tests check the kernel agrees).
 //!
 //! Layout (see felix/README.md):
 //!
@@ -14,8 +14,14 @@
 //! input    (filter hook input):    ct established,related accept; failsafe ports accept;
 //!                                  iifname vmap @from-endpoint
 //! postrouting (nat hook):          saddr in a natOutgoing pool, daddr in no pool: masquerade
-//! to-IF / from-IF:                 one chain per isolated endpoint and direction
+//! isolated-in-H / isolated-out-H:  one chain per distinct combination of policies isolating
+//!                                  endpoints (a jump to each policy's chain, then a drop);
+//!                                  the maps send every endpoint's interface to its own
+//! policy-H-in / policy-H-out:      one chain per policy and direction
 //! ```
+//!
+//! Nothing in it exists per endpoint but set and map elements: a pod added or removed is an
+//! element change only.
 //!
 //! Pure.
 

@@ -47,7 +47,8 @@ pub struct DirectionView {
     pub isolated: bool,
     pub policies: Vec<String>,
     /// Hits per policy rule (`x/allow ingress[0]`, counted over every endpoint the policy
-    /// selects on this node) and of this endpoint's final drop.
+    /// selects on this node) and of the final drop (counted over every endpoint of this node
+    /// isolated by the same policies: they share one chain).
     pub rules: Vec<RuleHits>,
 }
 
@@ -106,7 +107,7 @@ pub fn report(cache: &Cache, kernel: Option<&Listing>) -> Report {
 
 fn view(node: &str, endpoint: EndpointReport, kernel: Option<&Listing>) -> EndpointView {
     // The policies' shared chains hold their rules' counters (all the endpoints they select);
-    // the endpoint's own chain ends with its final drop.
+    // the chain of the endpoint's combination of policies ends with the final drop.
     let direction = |policies: Vec<String>, chain: Option<String>, direction: Direction| {
         let mut rules = Vec::new();
         if let (Some(kernel), Some(chain)) = (kernel, &chain) {
@@ -190,7 +191,7 @@ mod tests {
         );
         let mut kernel = Listing::default();
         kernel.chains.insert(
-            "to-wft0".into(),
+            calc::isolation_chain(&["x/deny".to_string()], Direction::Ingress),
             vec![ListedRule {
                 comment: Some("ingress not allowed by any policy #0011".into()),
                 packets: 7,

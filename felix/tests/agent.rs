@@ -164,6 +164,11 @@ async fn felix_keeps_its_table_routes_and_nat_in_place() {
         || Ok::<_, std::io::Error>(to_newcomer(&cluster)),
     )
     .unwrap();
+    // Pod churn went through felix's own netlink element batches: none was refused (a refusal
+    // would fall back to a full replace and hide here).
+    let log = cluster.felix_log();
+    assert!(log.contains("Incremental"), "no incremental batch:\n{log}");
+    assert!(!log.contains("incremental update refused"), "{log}");
 
     // NAT outgoing: pod traffic to an address outside every pool leaves with the node's address;
     // traffic between pods keeps the pod's.
