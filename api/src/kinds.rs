@@ -1,8 +1,9 @@
 //! Every kind weft stores or reads: its own resources and the Kubernetes kinds it watches
-//! (Pod, Namespace, Node, Service, EndpointSlice, NetworkPolicy), which in file/etcd mode live
-//! in the same store (`weftctl apply -f`).
+//! (Pod, Namespace, Node, Service, EndpointSlice, NetworkPolicy, and Secret for the BGP
+//! passwords of `BGPPeer.password.secretKeyRef`), which in file/etcd mode live in the same
+//! store (`weftctl apply -f`).
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
@@ -37,6 +38,7 @@ pub fn kubernetes() -> Vec<Kind> {
         Kind::of::<Service>(),
         Kind::of::<EndpointSlice>(),
         Kind::of::<NetworkPolicy>(),
+        Kind::of::<Secret>(),
     ]
 }
 

@@ -145,6 +145,24 @@ fn every_document_is_a_valid_kubernetes_object() {
             "the ClusterRole covers {plural}"
         );
     }
+    // weft-bgpd in cluster mode follows (lists, then watches) what it reads.
+    for (group, resource) in [
+        ("", "nodes"),
+        ("", "services"),
+        ("", "secrets"),
+        ("discovery.k8s.io", "endpointslices"),
+    ] {
+        assert!(
+            rules.iter().any(|rule| {
+                rule.api_groups.as_ref().is_some_and(|g| g.iter().any(|g| g == group))
+                    && rule.resources.as_ref().is_some_and(|r| r.iter().any(|r| r == resource))
+                    && ["list", "watch"]
+                        .iter()
+                        .all(|verb| rule.verbs.iter().any(|v| v == verb))
+            }),
+            "the ClusterRole lets the node list and watch {resource}"
+        );
+    }
 }
 
 #[test]

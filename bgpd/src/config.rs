@@ -7,6 +7,7 @@
 //! asn: 65001                      # required; 4-octet AS numbers welcome
 //! router_id: 198.19.0.2           # required; the BGP Identifier
 //! listen_port: 179                # optional (default 179; 0: accept no connections)
+//! listen_addresses: [198.19.0.2]  # optional (default: every address)
 //! control_socket: /run/weft/bgpd.sock   # optional
 //! metrics_listen: 127.0.0.1:9179  # optional: Prometheus `GET /metrics` (off by default)
 //! cluster_id: 198.19.0.2          # optional: route reflection cluster id (default router_id)
@@ -33,6 +34,7 @@
 //!     route_reflector_client: false   # optional, iBGP only: reflect routes to and from it
 //!     send_hold_time: 480         # optional: seconds a peer may not read before it is dropped
 //!                                 # (RFC 9687; default the larger of 480 and twice hold_time)
+//!     next_hop_keep: false        # optional, eBGP only: learned routes keep their next hop
 //! ```
 //!
 //! Named policies (`prefix_lists:`, `policies:`) are read by [`crate::policy_config`].
@@ -119,6 +121,8 @@ struct RawConfig {
     asn: u32,
     router_id: String,
     listen_port: Option<u16>,
+    #[serde(default)]
+    listen_addresses: Vec<String>,
     control_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
     cluster_id: Option<String>,
@@ -172,6 +176,8 @@ struct RawPeer {
     #[serde(default)]
     route_reflector_client: bool,
     send_hold_time: Option<u64>,
+    #[serde(default)]
+    next_hop_keep: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +196,9 @@ pub struct Config {
     pub router_id: Ipv4Addr,
     /// TCP port to accept connections on; 0 accepts none.
     pub listen_port: u16,
+    /// The local addresses connections are accepted on; empty: every address (cluster mode's
+    /// `bindMode: NodeIP` gives the node's BGP addresses).
+    pub listen_addresses: Vec<IpAddr>,
     /// The unix control socket.
     pub control_socket: PathBuf,
     /// Where `GET /metrics` is served (Prometheus); `None`: nowhere.
@@ -294,6 +303,9 @@ pub struct PeerConfig {
     /// The graceful restart Restart Time advertised to this peer instead of the speaker's
     /// (cluster mode: `BGPPeer.maxRestartTimeSeconds`); `None`: the speaker's.
     pub restart_time: Option<u16>,
+    /// eBGP only: learned routes go to this peer with their own NEXT_HOP, not ours (cluster
+    /// mode: `BGPPeer.keepOriginalNextHop`).
+    pub next_hop_keep: bool,
 }
 
 /// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
@@ -355,6 +367,22 @@ impl Config {
                     )
                 })?,
         };
+        let mut listen_addresses = Vec::new();
+        for (i, text) in raw.listen_addresses.iter().enumerate() {
+            let key = format!("listen_addresses[{i}]");
+            let address: IpAddr = text
+                .parse()
+                .map_err(|_| invalid(&key, format!("`{text}` is not an IP address")))?;
+            if address.is_unspecified() || address.is_multicast() {
+                return Err(invalid(
+                    &key,
+                    format!("{address} is not an address of this host (leave listen_addresses out for every address)"),
+                ));
+            }
+            if !listen_addresses.contains(&address) {
+                listen_addresses.push(address);
+            }
+        }
         let kernel_blackhole = raw.kernel.as_ref().is_some_and(|kernel| kernel.blackhole);
         let mut originate = Vec::new();
         let mut seen = HashSet::new();
@@ -416,6 +444,7 @@ impl Config {
             asn: raw.asn,
             router_id,
             listen_port: raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+            listen_addresses,
             control_socket: raw
                 .control_socket
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
@@ -582,6 +611,12 @@ fn check_peer(
             ));
         }
     };
+    if raw.next_hop_keep && internal {
+        return Err(invalid(
+            key("next_hop_keep"),
+            "is for eBGP peers; iBGP peers get a learned route's own next hop already",
+        ));
+    }
     if raw.route_reflector_client && !internal {
         return Err(invalid(
             key("route_reflector_client"),
@@ -626,6 +661,7 @@ fn check_peer(
         route_reflector_client: raw.route_reflector_client,
         send_hold_time: Duration::from_secs(send_hold_time),
         restart_time: None,
+        next_hop_keep: raw.next_hop_keep,
     })
 }
 
@@ -914,6 +950,42 @@ peers:
         assert!(ebgp.starts_with("peers[0].route_reflector_client:"), "{ebgp}");
         let bad = error_of("asn: 65001\nrouter_id: 198.19.0.2\ncluster_id: x\n");
         assert!(bad.starts_with("cluster_id:"), "{bad}");
+    }
+
+    #[test]
+    fn listen_addresses_default_to_every_address_and_are_checked() {
+        let every = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\n").expect("valid");
+        assert!(every.listen_addresses.is_empty());
+        let some = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\nlisten_addresses: [198.19.0.2, \"2001:db8::2\", 198.19.0.2]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            some.listen_addresses,
+            vec![
+                "198.19.0.2".parse::<IpAddr>().expect("address"),
+                "2001:db8::2".parse().expect("address")
+            ]
+        );
+        let bad = error_of("asn: 65001\nrouter_id: 198.19.0.2\nlisten_addresses: [198.19.0.2, x]\n");
+        assert!(bad.starts_with("listen_addresses[1]:"), "{bad}");
+        let any = error_of("asn: 65001\nrouter_id: 198.19.0.2\nlisten_addresses: [0.0.0.0]\n");
+        assert!(any.starts_with("listen_addresses[0]:"), "{any}");
+    }
+
+    #[test]
+    fn next_hop_keep_is_off_by_default_and_for_ebgp_peers_only() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, next_hop_keep: true}, \
+             {address: 198.19.0.3, asn: 65000}]\n",
+        )
+        .expect("valid");
+        assert!(config.peers[0].next_hop_keep);
+        assert!(!config.peers[1].next_hop_keep);
+        let ibgp = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65001, next_hop_keep: true}]\n",
+        );
+        assert!(ibgp.starts_with("peers[0].next_hop_keep:"), "{ibgp}");
     }
 
     #[test]

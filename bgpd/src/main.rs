@@ -236,13 +236,19 @@ async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow
         .filter_map(|peer| Some((peer.address, peer.password.as_ref()?.0.as_slice())))
         .collect();
     let owned_keys: Vec<(std::net::IpAddr, Vec<u8>)> = keys.iter().map(|(peer, key)| (*peer, key.to_vec())).collect();
-    let listener = if config.listen_port == 0 {
-        None
+    let listeners = if config.listen_port == 0 {
+        Vec::new()
     } else {
-        Some(
-            listener::bind(config.listen_port, &keys)
-                .with_context(|| format!("cannot listen on port {} (listen_port)", config.listen_port))?,
-        )
+        listener::bind(&config.listen_addresses, config.listen_port, &keys).with_context(|| {
+            if config.listen_addresses.is_empty() {
+                format!("cannot listen on port {} (listen_port)", config.listen_port)
+            } else {
+                format!(
+                    "cannot listen on port {} of {:?} (listen_port, listen_addresses)",
+                    config.listen_port, config.listen_addresses
+                )
+            }
+        })?
     };
     let control_listener = control::bind(&config.control_socket).with_context(|| {
         format!(
@@ -340,12 +346,14 @@ async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow
     tasks.push(tokio::spawn(instance.run(events_rx, control_rx, cancel.clone())));
     // The instance knows every peer: their session tasks may start.
     peers.spawn_prepared();
-    if let Some(listener) = listener {
-        let listener_peers = peers.listener_peers();
+    for listener in listeners {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "listening");
+        }
         tasks.push(tokio::spawn(listener::run(
             listener,
-            listener_peers,
-            owned_keys,
+            peers.listener_peers(),
+            owned_keys.clone(),
             cancel.clone(),
         )));
     }

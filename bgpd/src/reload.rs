@@ -171,14 +171,18 @@ fn plan_with(old: &Config, new: &Config, identity_may_change: bool) -> Result<Pl
     Ok(plan)
 }
 
-/// Cluster mode: the settings only a restart takes over (the listen port, the kernel and
-/// graceful restart settings) keep their running values in `new`, so that the rest of it can
+/// Cluster mode: the settings only a restart takes over (the listen port and addresses, the
+/// kernel and graceful restart settings) keep their running values in `new`, so that the rest of it can
 /// be applied; returns the keys that differed (they take effect at the next start).
 pub fn keep_restart_keys(current: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut kept = Vec::new();
     if new.listen_port != current.listen_port {
         kept.push("listen_port");
         new.listen_port = current.listen_port;
+    }
+    if new.listen_addresses != current.listen_addresses {
+        kept.push("listen_addresses");
+        new.listen_addresses.clone_from(&current.listen_addresses);
     }
     if new.control_socket != current.control_socket {
         kept.push("control_socket");
@@ -222,6 +226,7 @@ fn restart(key: &str, changed: bool) -> Result<(), ConfigError> {
 /// The keys that need a restart in either mode (sockets, kernel, graceful restart).
 fn restart_keys(old: &Config, new: &Config) -> Result<(), ConfigError> {
     restart("listen_port", old.listen_port != new.listen_port)?;
+    restart("listen_addresses", old.listen_addresses != new.listen_addresses)?;
     restart("control_socket", old.control_socket != new.control_socket)?;
     restart("metrics_listen", old.metrics_listen != new.metrics_listen)?;
     restart("kernel.install", old.kernel_install != new.kernel_install)?;
@@ -390,10 +395,14 @@ mod tests {
     fn cluster_mode_keeps_restart_keys_and_applies_the_rest() {
         let old = config("");
         let mut new =
-            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nlisten_port: 1179\noriginate: [198.18.1.64/26]\n")
+            Config::parse("asn: 65001\nrouter_id: 198.19.0.2\nlisten_port: 1179\nlisten_addresses: [198.19.0.2]\noriginate: [198.18.1.64/26]\n")
                 .expect("valid");
-        assert_eq!(keep_restart_keys(&old, &mut new), vec!["listen_port"]);
+        assert_eq!(
+            keep_restart_keys(&old, &mut new),
+            vec!["listen_port", "listen_addresses"]
+        );
         assert_eq!(new.listen_port, old.listen_port);
+        assert!(new.listen_addresses.is_empty(), "every address, as running");
         let plan = plan_live(&old, &new).expect("a plan");
         assert!(plan.originate.is_some());
     }

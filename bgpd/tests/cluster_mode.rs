@@ -16,7 +16,10 @@
 //! node still learns every block, through it; (4) a BGPPeer with a bad peerIP is reported,
 //! naming it and the key, and everything else stays up; (5) a Service external IP with
 //! `externalTrafficPolicy: Local` is a /32 from the node with its endpoint only (with its
-//! `prefixAdvertisements` community), and follows the endpoint to another node.
+//! `prefixAdvertisements` community), and follows the endpoint to another node; (6) a BGPPeer
+//! whose TCP MD5 key is in a Secret is left out (and reported) until the Secret exists in
+//! weft-system, then its sessions come up signed, and a changed key re-peers them; (7) with
+//! `bindMode: NodeIP` a restarted node listens on its BGP addresses only, and is reached there.
 //!
 //! Only 198.18.0.0/15 and 2001:db8::/32 are used; the namespaces carry the kit's per-run
 //! prefix and go when the test ends, also on failure (their processes with them); every wait
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use weft_api::{Key, Store};
-use weft_topology_tests::{Netns, Process, binary, require_netns, wait_until};
+use weft_topology_tests::{Netns, Process, Signal, binary, require_netns, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
@@ -216,17 +219,32 @@ impl Lab {
     }
 
     fn start(&mut self) -> Result<()> {
-        for node in &mut self.nodes {
-            let process = node
-                .netns
-                .command(env!("CARGO_BIN_EXE_weft-bgpd"))
-                .args(["--store", &self.setting, "--nodename", node.name])
-                .args(["--control-socket", node.socket.to_str().unwrap()])
-                .env("RUST_LOG", "info")
-                .spawn()?;
-            node.process = Some(process);
+        for i in 0..self.nodes.len() {
+            self.start_node(i)?;
         }
         Ok(())
+    }
+
+    fn start_node(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        let process = node
+            .netns
+            .command(env!("CARGO_BIN_EXE_weft-bgpd"))
+            .args(["--store", &self.setting, "--nodename", node.name])
+            .args(["--control-socket", node.socket.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .spawn()?;
+        node.process = Some(process);
+        Ok(())
+    }
+
+    /// Stops node `i`'s weft-bgpd (SIGTERM, bounded wait) and starts it again.
+    fn restart_node(&mut self, i: usize) -> Result<()> {
+        if let Some(process) = self.nodes[i].process.take() {
+            process.signal(Signal::SIGTERM)?;
+            process.wait_exit(Duration::from_secs(10))?;
+        }
+        self.start_node(i)
     }
 
     /// Waits until every node has every other node's block in its kernel.
@@ -535,5 +553,136 @@ fn cluster_mode_meshes_re_peers_only_what_changed_reflects_survives_a_bad_peer_a
         service["communities"].to_string().contains("65000:200"),
         "the prefixAdvertisement's community: {service}"
     );
+
+    // (6) The reflector sessions get a TCP MD5 key from a Secret in weft-system: before the
+    // Secret exists every node leaves the BGPPeer out and says why; once it exists the
+    // sessions come up signed; a changed key re-peers them with it.
+    lab.put(json!({
+        "apiVersion": "weft.io/v1", "kind": "BGPPeer",
+        "metadata": {"name": "to-reflectors"},
+        "spec": {"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'",
+                 "password": {"secretKeyRef": {"name": "bgp-passwords", "key": "reflectors"}}}
+    }))?;
+    for node in &lab.nodes {
+        wait_until(
+            &format!("node {} to report the missing Secret", node.name),
+            DEADLINE,
+            POLL,
+            || {
+                let stderr = node.stderr();
+                Ok::<_, anyhow::Error>(stderr.lines().any(|line| {
+                    line.contains("BGPPeer/to-reflectors")
+                        && line.contains("spec.password.secretKeyRef")
+                        && line.contains("weft-system/bgp-passwords does not exist")
+                }))
+            },
+        )
+        .with_context(|| lab.diagnostics())?;
+    }
+    let secret = |key: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "bgp-passwords", "namespace": "weft-system"},
+            "data": {"reflectors": key}
+        })
+    };
+    lab.put(secret("czNjcmV0"))?; // "s3cret"
+    for (i, node) in lab.nodes.iter().enumerate() {
+        let wanted = if i == 0 { others(0) } else { reflector() };
+        wait_until(
+            &format!(
+                "node {}: sessions with the reflector signed with the Secret's key",
+                node.name
+            ),
+            DEADLINE,
+            POLL,
+            || node.established_with(&wanted),
+        )
+        .with_context(|| lab.diagnostics())?;
+    }
+    let neighbor = Command::new(binary("weftctl")?)
+        .args(["--socket", lab.nodes[0].socket.to_str().unwrap(), "bgp", "neighbor"])
+        .args([&address(1), "--json"])
+        .output()?;
+    let neighbor: Value = serde_json::from_slice(&neighbor.stdout)?;
+    assert_eq!(neighbor["md5"], true, "{neighbor}");
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    lab.put(secret("bjN3LWtleQ=="))?; // "n3w-key"
+    wait_until(
+        "the reflector's sessions re-established with the new key",
+        DEADLINE,
+        POLL,
+        || {
+            let elapsed = started.elapsed().as_secs();
+            Ok::<_, anyhow::Error>(
+                lab.nodes[0].established_with(&others(0))?
+                    && others(0)
+                        .iter()
+                        .map(|peer| lab.nodes[0].uptime(peer))
+                        .collect::<Result<Vec<u64>>>()?
+                        .iter()
+                        .all(|uptime| *uptime <= elapsed),
+            )
+        },
+    )
+    .with_context(|| lab.diagnostics())?;
+    lab.wait_for_every_block("with TCP MD5 from a Secret")?;
+
+    // (7) bindMode NodeIP: the running listeners stay (every node says the change takes a
+    // restart); restarted, node a listens on its BGP addresses only, and its sessions come back.
+    lab.put(json!({
+        "apiVersion": "weft.io/v1", "kind": "BGPConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {
+            "asNumber": 64512, "nodeToNodeMeshEnabled": false, "bindMode": "NodeIP",
+            "serviceExternalIPs": [{"cidr": SERVICE_RANGE}],
+            "prefixAdvertisements": [{"cidr": SERVICE_RANGE, "communities": ["65000:200"]}]
+        }
+    }))?;
+    for node in &lab.nodes {
+        wait_until(
+            &format!("node {} to say listen_addresses takes a restart", node.name),
+            DEADLINE,
+            POLL,
+            || {
+                Ok::<_, anyhow::Error>(node.stderr().lines().any(|line| {
+                    line.contains("listen_addresses") && line.contains("takes effect when weft-bgpd restarts")
+                }))
+            },
+        )
+        .with_context(|| lab.diagnostics())?;
+    }
+    let listening = |node: &Node| -> Result<Vec<String>> {
+        let out = node.netns.run(&["ss", "-Htln", "sport", "=", ":179"])?.stdout;
+        let mut locals: Vec<String> = out
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(3).map(str::to_owned))
+            .collect();
+        locals.sort();
+        Ok(locals)
+    };
+    let before = listening(&lab.nodes[0])?;
+    assert_eq!(before, ["*:179"], "every address until the restart");
+    // The reflector has the lower address: it is the passive end of all its sessions, so
+    // every other node must reach it on those addresses (with their TCP MD5 keys).
+    lab.restart_node(0)?;
+    let a = &lab.nodes[0];
+    let wanted = vec!["198.19.0.1:179".to_owned(), format!("[{}]:179", address6(0))];
+    wait_until("node a to listen on its BGP addresses only", DEADLINE, POLL, || {
+        Ok::<_, anyhow::Error>(listening(a)? == wanted)
+    })
+    .with_context(|| format!("{:?}\n{}", listening(a), lab.diagnostics()))?;
+    for (i, node) in lab.nodes.iter().enumerate() {
+        let wanted = if i == 0 { others(0) } else { reflector() };
+        wait_until(
+            &format!("node {}: sessions with the restarted reflector", node.name),
+            DEADLINE,
+            POLL,
+            || node.established_with(&wanted),
+        )
+        .with_context(|| lab.diagnostics())?;
+    }
+    lab.wait_for_every_block("after the reflector listened on its BGP addresses")?;
     Ok(())
 }

@@ -8,7 +8,10 @@
 //! - never back to the peer it came from, never an iBGP-learned path to an iBGP peer (§9.2)
 //!   unless we reflect it ([`crate::route_reflection`], RFC 4456);
 //! - to eBGP: our AS prepended (§5.1.2), NEXT_HOP set to our address on the session (§5.1.3),
-//!   LOCAL_PREF dropped (§5.1.5), MULTI_EXIT_DISC not passed on to another AS (§5.1.4);
+//!   or, with [`ExportSession::next_hop_keep`], a learned route's NEXT_HOP passed on unchanged
+//!   (§5.1.3 lets a speaker do so when the next hop is reachable to the peer: the operator says
+//!   it is, as with BIRD's `next hop keep`), LOCAL_PREF dropped (§5.1.5), MULTI_EXIT_DISC not
+//!   passed on to another AS (§5.1.4);
 //! - to iBGP: AS_PATH unchanged, LOCAL_PREF set (§5.1.5), NEXT_HOP kept for learned routes and
 //!   set to our address for originated ones.
 //!
@@ -55,6 +58,10 @@ pub struct ExportSession {
     /// Our cluster id when we reflect routes (RFC 4456: some iBGP peer is our client); `None`:
     /// no iBGP-learned route goes to an iBGP peer.
     pub cluster_id: Option<Ipv4Addr>,
+    /// eBGP: send learned routes with their own NEXT_HOP instead of ours (originated routes,
+    /// and a next hop of the other family, still get ours). No effect on iBGP, where learned
+    /// routes keep their NEXT_HOP anyway.
+    pub next_hop_keep: bool,
 }
 
 /// The attributes with which a route from a peer enters the Loc-RIB, or `None` if it may not:
@@ -158,10 +165,18 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         PathSource::Local => attributes.med,
         PathSource::Peer(_) => None,
     };
+    let next_hop = match best.source {
+        PathSource::Peer(_)
+            if session.next_hop_keep && attributes.next_hop.is_ipv4() == matches!(prefix, Prefix::V4(_)) =>
+        {
+            attributes.next_hop
+        }
+        _ => self_next_hop?,
+    };
     Some(Arc::new(PathAttributes {
         origin: attributes.origin,
         as_path: attributes.as_path.prepend(session.local_asn),
-        next_hop: self_next_hop?,
+        next_hop,
         med,
         local_pref: None,
         communities: attributes.communities.clone(),
@@ -194,6 +209,7 @@ mod tests {
             next_hop_v6: None,
             policy,
             cluster_id: None,
+            next_hop_keep: false,
         }
     }
 
@@ -225,6 +241,37 @@ mod tests {
         assert_eq!(sent.as_path.asns(), vec![65001]);
         assert_eq!(sent.next_hop, IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)));
         assert_eq!(sent.local_pref, None);
+    }
+
+    #[test]
+    fn ebgp_with_next_hop_keep_gets_a_learned_routes_own_next_hop_and_ours_for_originated_ones() {
+        let learned_from = |from: PeerInfo, next_hop: &str| Path {
+            source: PathSource::Peer(from),
+            attributes: Arc::new(PathAttributes {
+                next_hop: next_hop.parse().expect("address"),
+                ..(*local_path().attributes).clone()
+            }),
+        };
+        let mut tor = session(peer(1, 65000, false), Policy::Accept);
+        tor.next_hop_keep = true;
+        let ours = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2));
+        let from_ibgp = learned_from(peer(3, 65001, true), "198.19.0.3");
+        let sent = export_attributes(&prefix("198.18.3.0/26"), &from_ibgp, &tor).expect("exported");
+        assert_eq!(sent.next_hop.to_string(), "198.19.0.3", "the original next hop");
+        assert_eq!(sent.as_path.asns(), vec![65001], "our AS still prepended");
+        let from_ebgp = learned_from(peer(4, 65004, false), "198.19.0.4");
+        let sent = export_attributes(&prefix("198.18.4.0/26"), &from_ebgp, &tor).expect("exported");
+        assert_eq!(sent.next_hop.to_string(), "198.19.0.4");
+        let sent = export_attributes(&prefix("198.18.1.0/26"), &local_path(), &tor).expect("exported");
+        assert_eq!(sent.next_hop, ours, "an originated route has no next hop but ours");
+        // A next hop of the other family is not one the peer can use on this prefix.
+        let odd = learned_from(peer(3, 65001, true), "2001:db8:ff::3");
+        let sent = export_attributes(&prefix("198.18.3.0/26"), &odd, &tor).expect("exported");
+        assert_eq!(sent.next_hop, ours);
+        // Without it: next hop self.
+        tor.next_hop_keep = false;
+        let sent = export_attributes(&prefix("198.18.3.0/26"), &from_ibgp, &tor).expect("exported");
+        assert_eq!(sent.next_hop, ours);
     }
 
     #[test]

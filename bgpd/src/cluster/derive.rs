@@ -4,7 +4,9 @@
 //! - identity: the node's `WeftNode` gives its router id (the IPv4 BGP address), its AS
 //!   (`spec.bgp.asNumber`, else `BGPConfiguration` `default`'s `asNumber`, else 64512) and,
 //!   with `routeReflectorClusterID`, its cluster id; `BGPConfiguration` `node.<name>` overrides
-//!   `default` for one node (listen port, mesh, communities);
+//!   `default` for one node (listen port, bind mode, mesh, communities);
+//! - listening: on every address, or with `bindMode: NodeIP` on the node's BGP addresses only
+//!   (`spec.bgp.ipv4Address`/`ipv6Address` without their prefix length);
 //! - node-to-node mesh (`nodeToNodeMeshEnabled`, default on): a session with every other node
 //!   on each family both have an address of; the side with the lower address is passive, so
 //!   that the two never race to connect;
@@ -14,10 +16,13 @@
 //!   the `BGPPeer` applies to, so both ends of a node-to-node session are configured;
 //! - route reflection: a node with a cluster id treats its iBGP peers of another (or no) cluster
 //!   as its clients (RFC 4456); mesh sessions are never client sessions;
-//! - per `BGPPeer`: `password.file` (TCP MD5; `secretKeyRef` is refused: no Secret is read),
-//!   `ttlSecurity` (GTSM, 1 or 2 hops), `sourceAddress`, `maxPrefixes` (down until the next
-//!   change), `maxRestartTimeSeconds` (the Restart Time advertised to it); `keepOriginalNextHop`
-//!   is refused (not supported yet);
+//! - per `BGPPeer`: the TCP MD5 key from `password.secretKeyRef` (a key of a `Secret` in
+//!   weft's namespace, [`super::SECRET_NAMESPACE`], its value as is) or `password.file` (the
+//!   file's contents without a final line end); a Secret or key that is missing leaves the
+//!   peer out until it appears; `ttlSecurity` (GTSM, 1 or 2 hops), `sourceAddress`,
+//!   `maxPrefixes` (down until the next change), `maxRestartTimeSeconds` (the Restart Time
+//!   advertised to it), `keepOriginalNextHop` (on its eBGP sessions, learned routes keep their
+//!   next hop);
 //! - policies: iBGP sessions import and export everything; eBGP sessions import everything and
 //!   export the pools' prefixes (not `disableBGPExport`) and the configured Service ranges;
 //!   `filters` (BGPFilter names) come first, in order;
@@ -28,8 +33,8 @@
 //! the configuration stands. Only what the node cannot run without (its own `WeftNode` and its
 //! addresses, a bad AS) is an error of the whole derivation.
 //!
-//! Must never: do I/O (the driver reads password files into the snapshot), or peer with the
-//! node itself.
+//! Must never: do I/O (the driver reads password files and Secrets into the snapshot), or peer
+//! with the node itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -79,6 +84,8 @@ pub struct Snapshot {
     pub slices: Vec<EndpointSlice>,
     /// `BGPPeer.password.file` contents by path, or why the file could not be read.
     pub password_files: BTreeMap<String, Result<Vec<u8>, String>>,
+    /// The Secrets of [`super::SECRET_NAMESPACE`], by name: their values by key, decoded.
+    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 /// What the command line sets rather than the datastore.
@@ -273,13 +280,6 @@ pub fn derive(
     let global = configuration(snapshot, node);
     let default_asn = global.as_number.unwrap_or(DEFAULT_ASN);
     check_asn("BGPConfiguration/default", "spec.asNumber", default_asn)?;
-    if global.bind_mode == Some(BindMode::NodeIP) {
-        problems.push(Problem::new(
-            "BGPConfiguration/default",
-            "spec.bindMode",
-            "NodeIP is not supported yet: weft-bgpd listens on every address",
-        ));
-    }
     let mut nodes: Vec<Node> = Vec::new();
     let mut me = None;
     for object in &snapshot.nodes {
@@ -360,6 +360,12 @@ pub fn derive(
         asn: me.asn,
         router_id,
         listen_port: global.listen_port.unwrap_or(BGP_PORT),
+        // Calico's bindMode NodeIP: the node's BGP addresses only.
+        listen_addresses: if global.bind_mode == Some(BindMode::NodeIP) {
+            me.addresses().collect()
+        } else {
+            Vec::new()
+        },
         control_socket: local.control_socket.clone(),
         metrics_listen: local.metrics_listen,
         cluster_id: me.cluster_id.unwrap_or(router_id),
@@ -422,6 +428,7 @@ struct Settings {
     export: Vec<Statement>,
     filters: String,
     max_prefix: Option<MaxPrefix>,
+    next_hop_keep: bool,
 }
 
 impl<'a> Peering<'a> {
@@ -543,6 +550,8 @@ impl<'a> Peering<'a> {
             route_reflector_client: client && internal,
             send_hold_time: Duration::from_secs(DEFAULT_SEND_HOLD_TIME.max(2 * u64::from(DEFAULT_HOLD_TIME))),
             restart_time: settings.restart_time,
+            // Calico: on eBGP sessions only (iBGP keeps a learned route's next hop anyway).
+            next_hop_keep: settings.next_hop_keep && !internal,
         };
         self.configs.insert(address, config);
         self.sources.insert(address, source.to_owned());
@@ -659,26 +668,39 @@ impl<'a> Peering<'a> {
                     Some(Password(key.to_vec()))
                 }
                 (None, Some(secret)) => {
-                    return Err(Problem::new(
-                        object,
-                        "spec.password.secretKeyRef",
-                        format!(
-                            "Secret {}/{} cannot be read by weft-bgpd yet; put the password in a file on \
-                             the node and use password.file",
-                            secret.name, secret.key
-                        ),
-                    ));
+                    let key = "spec.password.secretKeyRef";
+                    let namespace = super::SECRET_NAMESPACE;
+                    let values = snapshot.secrets.get(&secret.name).ok_or_else(|| {
+                        Problem::new(
+                            object,
+                            key,
+                            format!("Secret {namespace}/{} does not exist", secret.name),
+                        )
+                    })?;
+                    let value = values.get(&secret.key).ok_or_else(|| {
+                        Problem::new(
+                            object,
+                            key,
+                            format!("Secret {namespace}/{} has no key {:?}", secret.name, secret.key),
+                        )
+                    })?;
+                    if value.is_empty() || value.len() > crate::md5::MAX_KEY_LENGTH {
+                        return Err(Problem::new(
+                            object,
+                            key,
+                            format!(
+                                "Secret {namespace}/{} key {:?}: a TCP MD5 key is 1 to 80 octets, this is {}",
+                                secret.name,
+                                secret.key,
+                                value.len()
+                            ),
+                        ));
+                    }
+                    Some(Password(value.clone()))
                 }
                 (None, None) => None,
             },
         };
-        if spec.keep_original_next_hop {
-            return Err(Problem::new(
-                object,
-                "spec.keepOriginalNextHop",
-                "is not supported yet (weft-bgpd always sets itself as the next hop)",
-            ));
-        }
         let restart_time = match spec.max_restart_time_seconds {
             None => None,
             Some(seconds @ 1..=4095) => u16::try_from(seconds).ok(),
@@ -733,6 +755,7 @@ impl<'a> Peering<'a> {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
                 restart_time: None,
             }),
+            next_hop_keep: spec.keep_original_next_hop,
         })
     }
 }

@@ -137,6 +137,47 @@ async fn the_configuration_follows_objects_written_through_the_kubernetes_api() 
     })
     .await;
 
+    // The ToR's TCP MD5 key from a Secret in weft-system: until that Secret exists the ToR is
+    // left out (one of the same name in another namespace does not count), then it has the key.
+    put(
+        store.as_ref(),
+        json!({
+            "apiVersion": "weft.io/v1", "kind": "BGPPeer", "metadata": {"name": "tor-r1"},
+            "spec": {"peerIP": "198.19.60.254", "asNumber": 65000, "nodeSelector": "rack == 'r1'",
+                     "password": {"secretKeyRef": {"name": "bgp-passwords", "key": "tor-r1"}}},
+        }),
+    )
+    .await;
+    put(
+        store.as_ref(),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "bgp-passwords", "namespace": "default"},
+            "data": {"tor-r1": "d3Jvbmc="},
+        }),
+    )
+    .await;
+    wait_for(&mut configs, "the ToR left out without its Secret", |config| {
+        peers(config) == [(address("198.19.60.2"), 65300)]
+    })
+    .await;
+    put(
+        store.as_ref(),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "bgp-passwords", "namespace": "weft-system"},
+            "data": {"tor-r1": "czNjcmV0"},
+        }),
+    )
+    .await;
+    wait_for(&mut configs, "the ToR with the Secret's key", |config| {
+        config.peers.iter().any(|peer| {
+            peer.address == address("198.19.60.254")
+                && peer.password == Some(crate::config::Password(b"s3cret".to_vec()))
+        })
+    })
+    .await;
+
     // The block goes away (the node gave it up): it is no longer announced.
     store
         .delete(

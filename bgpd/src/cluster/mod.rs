@@ -3,7 +3,8 @@
 //!
 //! The loop ([`run`]) follows every kind the configuration depends on ([`watch`]):
 //! `BGPConfiguration`, `BGPPeer`, `BGPFilter`, `WeftNode`, Kubernetes `Node` (labels),
-//! `BlockAffinity`, `IPPool`, `WorkloadEndpoint`, `Service` and `EndpointSlice`. After a change
+//! `BlockAffinity`, `IPPool`, `WorkloadEndpoint`, `Service`, `EndpointSlice` and the `Secret`s of
+//! weft's namespace ([`SECRET_NAMESPACE`], for `BGPPeer` passwords). After a change
 //! it waits until the store has been quiet for [`DEBOUNCE`] (at most [`MAX_DEBOUNCE`]), decodes
 //! the objects (one that does not decode is reported by its key and left out), derives the
 //! node's [`Config`] ([`derive`], pure) and, when it differs from the last one, hands it to the
@@ -28,10 +29,11 @@ mod services;
 mod tests;
 mod watch;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -63,6 +65,12 @@ const POOLS: usize = 6;
 const ENDPOINTS: usize = 7;
 const SERVICES: usize = 8;
 const SLICES: usize = 9;
+const SECRETS: usize = 10;
+
+/// The namespace whose `Secret`s hold `BGPPeer` passwords (`password.secretKeyRef`): weft's own,
+/// where `deploy/weft.yaml` runs it (Calico reads them from `calico-system`). Secrets elsewhere
+/// are neither kept nor read.
+pub const SECRET_NAMESPACE: &str = "weft-system";
 
 fn kinds() -> Vec<Kind> {
     vec![
@@ -76,7 +84,13 @@ fn kinds() -> Vec<Kind> {
         Kind::of::<WorkloadEndpoint>(),
         Kind::of::<k8s_openapi::api::core::v1::Service>(),
         Kind::of::<k8s_openapi::api::discovery::v1::EndpointSlice>(),
+        Kind::of::<Secret>(),
     ]
+}
+
+/// The namespace kind `index` is followed in; `None`: every namespace.
+fn namespace_of(index: usize) -> Option<&'static str> {
+    (index == SECRETS).then_some(SECRET_NAMESPACE)
 }
 
 /// Follows the store and publishes `node`'s configuration on `configs` each time it changes,
@@ -95,6 +109,7 @@ pub async fn run(
             store.clone(),
             index,
             kind.clone(),
+            namespace_of(index),
             reports_tx.clone(),
             cancel.clone(),
         ));
@@ -222,7 +237,42 @@ fn snapshot(objects: &Objects, problems: &mut Vec<Problem>) -> Snapshot {
         services: decode(objects, SERVICES, problems),
         slices: decode(objects, SLICES, problems),
         password_files,
+        secrets: secrets(objects, problems),
     }
+}
+
+/// The Secrets' values by name and key: `data` (base64 in the object, decoded), with
+/// `stringData` over it as the API server would merge it (a file or etcd store keeps what
+/// `weftctl apply` wrote). A Secret that does not decode is a problem whose message does not
+/// quote the decoder (a base64 error shows the offending octet of the value).
+fn secrets(objects: &Objects, problems: &mut Vec<Problem>) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+    objects
+        .of(SECRETS)
+        .filter(|object| object.key.namespace.as_deref() == Some(SECRET_NAMESPACE))
+        .filter_map(|object| match serde_json::from_value::<Secret>(object.value.clone()) {
+            Ok(secret) => Some(secret),
+            Err(_) => {
+                problems.push(Problem::new(
+                    object.key.to_string(),
+                    "data",
+                    "does not decode as a Secret (each value of data is base64)",
+                ));
+                None
+            }
+        })
+        .filter_map(|secret| {
+            let mut values: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| (key, value.0))
+                .collect();
+            for (key, value) in secret.string_data.unwrap_or_default() {
+                values.insert(key, value.into_bytes());
+            }
+            Some((secret.metadata.name?, values))
+        })
+        .collect()
 }
 
 /// Gives `type: LoadBalancer` Services their addresses; a failure is logged (the next change

@@ -285,6 +285,106 @@ fn a_password_file_is_the_md5_key_without_its_line_end() {
 }
 
 #[test]
+fn a_secret_key_ref_is_the_md5_key_and_a_missing_secret_or_key_leaves_the_peer_out() {
+    let mut snapshot = three_nodes();
+    snapshot.peers = vec![bgp_peer(
+        "tor",
+        json!({"peerIP": "198.19.0.254", "asNumber": 65100,
+               "password": {"secretKeyRef": {"name": "bgp-passwords", "key": "tor"}}}),
+    )];
+    let left_out = |snapshot: &Snapshot, what: &str| {
+        let derived = derived(snapshot, "a");
+        assert!(
+            !derived
+                .config
+                .peers
+                .iter()
+                .any(|p| p.address == address("198.19.0.254")),
+            "the peer is left out"
+        );
+        assert_eq!(derived.problems.len(), 1, "{:?}", derived.problems);
+        let problem = &derived.problems[0];
+        assert_eq!(
+            (problem.object.as_str(), problem.key.as_str()),
+            ("BGPPeer/tor", "spec.password.secretKeyRef")
+        );
+        assert!(problem.message.contains(what), "{problem}");
+    };
+    left_out(&snapshot, "Secret weft-system/bgp-passwords does not exist");
+
+    let secret = |values: &[(&str, &[u8])]| {
+        values
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.to_vec()))
+            .collect::<BTreeMap<String, Vec<u8>>>()
+    };
+    snapshot
+        .secrets
+        .insert("bgp-passwords".to_owned(), secret(&[("other", b"x")]));
+    left_out(&snapshot, "has no key \"tor\"");
+    snapshot
+        .secrets
+        .insert("bgp-passwords".to_owned(), secret(&[("tor", b"")]));
+    left_out(&snapshot, "1 to 80 octets, this is 0");
+
+    snapshot
+        .secrets
+        .insert("bgp-passwords".to_owned(), secret(&[("tor", b"s3cret\n")]));
+    let first = config(&snapshot, "a");
+    assert_eq!(
+        peer(&first, "198.19.0.254").password,
+        Some(crate::config::Password(b"s3cret\n".to_vec())),
+        "a Secret's value is the key as is"
+    );
+
+    // A changed Secret re-peers that peer, and only it.
+    snapshot
+        .secrets
+        .insert("bgp-passwords".to_owned(), secret(&[("tor", b"n3w")]));
+    let second = config(&snapshot, "a");
+    let plan = crate::reload::plan_live(&first, &second).unwrap();
+    let changed: Vec<IpAddr> = plan.changed.iter().map(|p| p.address).collect();
+    assert_eq!(changed, vec![address("198.19.0.254")]);
+    assert_eq!(plan.changed[0].password, Some(crate::config::Password(b"n3w".to_vec())));
+    assert!(plan.added.is_empty() && plan.removed.is_empty());
+}
+
+#[test]
+fn secrets_are_read_from_weft_system_only_with_string_data_over_data_and_never_quoted() {
+    use weft_api::{Key, Kind, Object, Revision};
+
+    let kind = Kind::of::<k8s_openapi::api::core::v1::Secret>();
+    let secret = |namespace: &str, name: &str, body: serde_json::Value| {
+        let mut value = json!({"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": name, "namespace": namespace}});
+        value.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        Object::new(Key::new(&kind, Some(namespace), name), Revision(1), value)
+    };
+    let mut objects = super::watch::Objects::default();
+    objects.apply(super::watch::Report::Listed {
+        index: super::SECRETS,
+        objects: vec![
+            secret(
+                "weft-system",
+                "bgp",
+                json!({"data": {"tor": "czNjcmV0", "kept": "a2VwdA=="}, "stringData": {"tor": "plain"}}),
+            ),
+            secret("weft-system", "broken", json!({"data": {"tor": "no-base64!"}})),
+            secret("default", "elsewhere", json!({"data": {"tor": "czNjcmV0"}})),
+        ],
+    });
+    let mut problems = Vec::new();
+    let secrets = super::secrets(&objects, &mut problems);
+    let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    assert_eq!(names, ["bgp"], "the broken one and the other namespace's are left out");
+    assert_eq!(secrets["bgp"]["tor"], b"plain", "stringData over data");
+    assert_eq!(secrets["bgp"]["kept"], b"kept");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].object, "Secret/weft-system/broken");
+    assert!(!problems[0].message.contains("no-base64"), "{}", problems[0]);
+}
+
+#[test]
 fn the_node_without_its_weft_node_or_ipv4_address_is_an_error_naming_it() {
     let snapshot = three_nodes();
     let error = derive(&snapshot, "z", &local(), &BTreeMap::new()).unwrap_err();
@@ -408,7 +508,7 @@ fn the_derivation_plans_only_what_changed() {
 }
 
 #[test]
-fn per_peer_settings_carry_over_and_unsupported_ones_are_named() {
+fn per_peer_settings_carry_over_and_bad_ones_are_named() {
     let mut snapshot = three_nodes();
     snapshot.peers = vec![
         bgp_peer(
@@ -437,6 +537,8 @@ fn per_peer_settings_carry_over_and_unsupported_ones_are_named() {
     assert!(tor.ttl_security);
     assert_eq!(tor.source_address, None);
     assert_eq!(tor.max_prefix.map(|limit| limit.limit), Some(100));
+    assert!(!tor.next_hop_keep);
+    assert!(peer(&derived.config, "198.19.0.253").next_hop_keep);
     let keys: Vec<(&str, &str)> = derived
         .problems
         .iter()
@@ -444,11 +546,7 @@ fn per_peer_settings_carry_over_and_unsupported_ones_are_named() {
         .collect();
     assert_eq!(
         keys,
-        vec![
-            ("BGPPeer/far", "spec.ttlSecurity"),
-            ("BGPPeer/next-hop", "spec.keepOriginalNextHop"),
-            ("BGPPeer/port", "spec.peerIP"),
-        ]
+        vec![("BGPPeer/far", "spec.ttlSecurity"), ("BGPPeer/port", "spec.peerIP"),]
     );
     assert!(
         derived
@@ -463,6 +561,63 @@ fn per_peer_settings_carry_over_and_unsupported_ones_are_named() {
             .peers
             .iter()
             .any(|p| p.address == address("2001:db8:ff::fd"))
+    );
+}
+
+#[test]
+fn keep_original_next_hop_applies_to_ebgp_sessions_only() {
+    let mut snapshot = three_nodes();
+    snapshot.configurations = vec![configuration("default", json!({"nodeToNodeMeshEnabled": false}))];
+    snapshot.nodes[2] = node("c", 3, json!({"asNumber": 65003}), json!({"rack": "r2"}));
+    snapshot.peers = vec![
+        bgp_peer(
+            "keep",
+            json!({"node": "a", "peerSelector": "has(rack)", "keepOriginalNextHop": true}),
+        ),
+        bgp_peer(
+            "tor",
+            json!({"node": "a", "peerIP": "198.19.0.254", "asNumber": 65100, "keepOriginalNextHop": true}),
+        ),
+    ];
+    let a = config(&snapshot, "a");
+    assert!(!peer(&a, "198.19.0.2").next_hop_keep, "b is iBGP: no effect");
+    assert!(peer(&a, "198.19.0.3").next_hop_keep, "c is in another AS");
+    assert!(peer(&a, "2001:db8:ff::3").next_hop_keep);
+    assert!(peer(&a, "198.19.0.254").next_hop_keep);
+    // Switching it off re-peers only the eBGP sessions it touched.
+    snapshot.peers[0] = bgp_peer("keep", json!({"node": "a", "peerSelector": "has(rack)"}));
+    let after = config(&snapshot, "a");
+    let plan = crate::reload::plan_live(&a, &after).unwrap();
+    let changed: BTreeSet<IpAddr> = plan.changed.iter().map(|p| p.address).collect();
+    assert_eq!(changed, [address("198.19.0.3"), address("2001:db8:ff::3")].into());
+}
+
+#[test]
+fn bind_mode_node_ip_listens_on_the_nodes_bgp_addresses_only() {
+    let mut snapshot = three_nodes();
+    assert!(
+        config(&snapshot, "a").listen_addresses.is_empty(),
+        "every address by default"
+    );
+    snapshot.configurations = vec![
+        configuration("default", json!({"bindMode": "NodeIP"})),
+        configuration("node.c", json!({"bindMode": "None"})),
+    ];
+    assert_eq!(
+        config(&snapshot, "a").listen_addresses,
+        vec![address("198.19.0.1"), address("2001:db8:ff::1")],
+        "without the prefix length"
+    );
+    assert!(
+        config(&snapshot, "c").listen_addresses.is_empty(),
+        "node.c overrides it"
+    );
+    // A change takes a restart: the running listeners stay as they are.
+    let mut changed = config(&snapshot, "a");
+    let running = config(&three_nodes(), "a");
+    assert_eq!(
+        crate::reload::keep_restart_keys(&running, &mut changed),
+        vec!["listen_addresses"]
     );
 }
 

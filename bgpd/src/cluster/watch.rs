@@ -80,11 +80,13 @@ fn name(object: &Object) -> String {
     }
 }
 
-/// Lists and watches `kind` until cancelled, reporting as kind `index`.
+/// Lists and watches `kind` (in `namespace` only, if given) until cancelled, reporting as kind
+/// `index`.
 pub async fn follow(
     store: Arc<dyn Store>,
     index: usize,
     kind: Kind,
+    namespace: Option<&'static str>,
     reports: mpsc::Sender<Report>,
     cancel: CancellationToken,
 ) {
@@ -92,7 +94,7 @@ pub async fn follow(
     loop {
         let outcome = tokio::select! {
             () = cancel.cancelled() => return,
-            outcome = follow_once(&*store, index, &kind, &reports, &mut pause) => outcome,
+            outcome = follow_once(&*store, index, &kind, namespace, &reports, &mut pause) => outcome,
         };
         match outcome {
             Ok(()) => tracing::warn!(kind = %kind.kind, "watch ended; listing again"),
@@ -111,15 +113,17 @@ pub async fn follow(
     }
 }
 
-/// One list and the watch after it; `Ok` when the watch ended.
+/// One list and the watch after it; `Ok` when the watch ended. A watch covers every namespace:
+/// the events of others than `namespace` are dropped here.
 async fn follow_once(
     store: &dyn Store,
     index: usize,
     kind: &Kind,
+    namespace: Option<&str>,
     reports: &mpsc::Sender<Report>,
     pause: &mut Duration,
 ) -> Result<(), weft_api::StoreError> {
-    let list = store.list(kind, None).await?;
+    let list = store.list(kind, namespace).await?;
     let mut stream = store.watch(kind, list.revision).await?;
     if reports
         .send(Report::Listed {
@@ -133,11 +137,20 @@ async fn follow_once(
     }
     *pause = FIRST_PAUSE;
     while let Some(event) = stream.next().await {
-        if reports.send(Report::Changed { index, event: event? }).await.is_err() {
+        let event = event?;
+        if !in_namespace(&event, namespace) {
+            continue;
+        }
+        if reports.send(Report::Changed { index, event }).await.is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Whether `event`'s object is in `namespace` (every object is, without one).
+fn in_namespace(event: &WatchEvent, namespace: Option<&str>) -> bool {
+    namespace.is_none_or(|namespace| event.object().key.namespace.as_deref() == Some(namespace))
 }
 
 #[cfg(test)]
@@ -181,5 +194,20 @@ mod tests {
             "a relist drops what is gone"
         );
         assert_eq!(objects.of(0).count(), 1);
+    }
+
+    #[test]
+    fn a_namespace_keeps_only_the_events_of_its_objects() {
+        let kind = Kind::of::<k8s_openapi::api::core::v1::Secret>();
+        let secret = |namespace: &str| {
+            WatchEvent::Modified(Object::new(
+                Key::new(&kind, Some(namespace), "bgp"),
+                Revision(1),
+                serde_json::json!({}),
+            ))
+        };
+        assert!(in_namespace(&secret("weft-system"), Some("weft-system")));
+        assert!(!in_namespace(&secret("default"), Some("weft-system")));
+        assert!(in_namespace(&secret("default"), None));
     }
 }

@@ -298,6 +298,7 @@ impl Instance {
             },
             policy: peer.config.export.clone(),
             cluster_id: self.cluster_id,
+            next_hop_keep: peer.config.next_hop_keep && !info.internal,
         };
         for family in &negotiated.families {
             let has_next_hop = match family {
