@@ -483,6 +483,13 @@ fn two_weft_route_reflectors_give_every_node_every_block() {
     });
 }
 
+/// The /26 block holding an IPv4 address.
+fn block_of(address: &str) -> String {
+    let address: std::net::Ipv4Addr = address.parse().unwrap();
+    let block = u32::from(address) & !0x3f;
+    format!("{}/26", std::net::Ipv4Addr::from(block))
+}
+
 /// The blocks a node learned through BGP (`/26 via`, weft's route protocol).
 fn learned_blocks(lab: &RunningLab, node: &str) -> usize {
     routes(lab, node, &["proto", "87"]).matches("/26 via").count()
@@ -517,7 +524,7 @@ fn cluster_mode_nodes_learn_every_block_through_two_reflectors_and_a_joining_nod
         addresses.sort();
         addresses
     };
-    assert_eq!(peers_of("node3"), ["198.19.50.11", "198.19.50.12"]);
+    assert_eq!(peers_of("node5"), ["198.19.50.11", "198.19.50.12"]);
     wait_until(
         "node1 has a session with each of the five other nodes",
         Duration::from_secs(30),
@@ -528,6 +535,36 @@ fn cluster_mode_nodes_learn_every_block_through_two_reflectors_and_a_joining_nod
     wait_until("node3-pod1 pings node6-pod1", Duration::from_secs(30), || {
         lab.ping("node3-pod1", &to)
     });
+    // Rack r1's ToR: only the nodes labelled rack=r1 (node3, node4) peer with it, over eBGP,
+    // and it routes node3's block to node3.
+    let tor_sessions = || -> serde_json::Value {
+        let out = lab.weft_lab(&["exec", "tor1", "vtysh", "-c", "show bgp ipv4 unicast summary json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let established = |summary: &serde_json::Value, peer: &str| summary["peers"][peer]["state"] == "Established";
+    wait_or_show(
+        "tor1 has sessions with node3 and node4",
+        Duration::from_secs(60),
+        || {
+            let summary = tor_sessions();
+            established(&summary, "198.19.50.13") && established(&summary, "198.19.50.14")
+        },
+        || tor_sessions().to_string(),
+    );
+    assert!(
+        !established(&tor_sessions(), "198.19.50.15"),
+        "node5 is not in rack r1 and must not peer with its ToR"
+    );
+    let block = block_of(&pod_address(&lab, "node3-pod1", 0));
+    wait_or_show(
+        "tor1 routes node3's block through node3",
+        Duration::from_secs(60),
+        || {
+            let route = routes(&lab, "tor1", &[&block]);
+            route.contains("proto bgp") && route.contains("198.19.50.13")
+        },
+        || routes(&lab, "tor1", &[]),
+    );
 
     // node7 joins: its weft-bgpd waited for a WeftNode; once one is stored it peers with the
     // reflectors, and its first pod's block reaches every node.

@@ -2,8 +2,9 @@
 //!
 //! Up, in containerlab's order: a namespace per node (`clab-<lab>-<node>`, containerlab's
 //! container name), veth links made directly inside the two namespaces (the host's own
-//! namespace is never configured), link addresses, forwarding on routers and weft nodes, the
-//! node programs, the `exec` commands, then weft nodes' cluster files and pods. Every step is
+//! namespace is never configured), link addresses, forwarding on routers and weft nodes, weft
+//! nodes' cluster files (weft-bgpd in cluster mode reads its configuration there), the node
+//! programs, the `exec` commands, then pods. Every step is
 //! recorded first; a failure tears down what was made and reports the step.
 
 use std::collections::BTreeSet;
@@ -82,7 +83,7 @@ impl Lab {
     }
 
     /// Nodes are independent of each other within a phase, so each phase runs on a few threads:
-    /// namespaces, then links, then programs, then `exec`, then cluster files and pods.
+    /// namespaces, then links, then cluster files, programs, `exec`, then pods.
     fn build(&self, state: &Recorder) -> Result<()> {
         parallel(&self.roles, |(node, role)| {
             let netns = self.netns(node);
