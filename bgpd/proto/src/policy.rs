@@ -31,13 +31,17 @@ pub struct PrefixListEntry {
 }
 
 impl PrefixListEntry {
-    /// Whether `prefix` matches this entry.
-    pub fn matches(&self, prefix: &Prefix) -> bool {
-        let same_family = matches!(
+    /// Whether `prefix` is of this entry's address family.
+    pub fn same_family(&self, prefix: &Prefix) -> bool {
+        matches!(
             (self.prefix, prefix),
             (Prefix::V4(_), Prefix::V4(_)) | (Prefix::V6(_), Prefix::V6(_))
-        );
-        if !same_family || !self.prefix.contains(prefix) {
+        )
+    }
+
+    /// Whether `prefix` matches this entry.
+    pub fn matches(&self, prefix: &Prefix) -> bool {
+        if !self.same_family(prefix) || !self.prefix.contains(prefix) {
             return false;
         }
         let length = prefix.prefix_len();
@@ -60,6 +64,12 @@ impl PrefixList {
     /// Whether `prefix` matches an entry.
     pub fn matches(&self, prefix: &Prefix) -> bool {
         self.0.iter().any(|entry| entry.matches(prefix))
+    }
+
+    /// Whether `prefix` is of the family of one of the entries and matches none: the negated
+    /// match (a list of IPv4 entries says nothing about IPv6 prefixes, either way).
+    pub fn misses(&self, prefix: &Prefix) -> bool {
+        self.0.iter().any(|entry| entry.same_family(prefix)) && !self.matches(prefix)
     }
 }
 
@@ -90,8 +100,11 @@ impl AsPathMatch {
 /// A statement's conditions; all given ones must hold (none given: every route).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conditions {
-    /// The prefix matches this list.
+    /// The prefix matches this list (does not, with `prefix_list_negated`).
     pub prefix_list: Option<Arc<PrefixList>>,
+    /// The prefix must be of the list's family and match none of its entries (BGPFilter's
+    /// `NotEqual` and `NotIn`).
+    pub prefix_list_negated: bool,
     /// The route carries this community.
     pub community: Option<u32>,
     /// The route carries this large community.
@@ -103,7 +116,12 @@ pub struct Conditions {
 impl Conditions {
     /// Whether the route meets every condition.
     pub fn hold(&self, prefix: &Prefix, attributes: &PathAttributes) -> bool {
-        self.prefix_list.as_ref().is_none_or(|list| list.matches(prefix))
+        self.prefix_list
+            .as_ref()
+            .is_none_or(|list| match self.prefix_list_negated {
+                false => list.matches(prefix),
+                true => list.misses(prefix),
+            })
             && self.community.is_none_or(|c| attributes.communities.contains(&c))
             && self
                 .large_community

@@ -3,11 +3,12 @@
 //! A filter's rules are tried in order, V4 rules on IPv4 routes and V6 rules on IPv6 routes;
 //! the first rule that matches decides (Accept or Reject). A route no rule matches falls
 //! through to what the peer does without filters, which the caller appends as the policy's
-//! last statements. Match operators: `Equal` (exactly the rule's CIDR) and `In` (inside it,
-//! optionally of a prefix length in `prefixLength`).
+//! last statements. Match operators: `Equal` (exactly the rule's CIDR), `In` (inside it,
+//! optionally of a prefix length in `prefixLength`), and their negations `NotEqual` (any other
+//! prefix) and `NotIn` (any prefix `In` would not match).
 //!
-//! Must never: do I/O, or accept a rule it cannot express (`NotEqual`, `NotIn`: an error naming
-//! the rule, not a filter that silently lets everything through).
+//! Must never: do I/O, or accept a rule it cannot express (an error naming the rule, not a
+//! filter that silently lets everything through).
 
 use std::sync::Arc;
 
@@ -82,27 +83,26 @@ fn statement(key: &str, rule: &FilterRule) -> Result<Statement, RuleError> {
         None => (None, None),
         Some(range) => (length(range.min, "min")?, length(range.max, "max")?),
     };
-    let entry = match rule.match_operator {
-        MatchOperator::Equal => PrefixListEntry {
-            prefix,
-            ge: None,
-            le: None,
-        },
-        MatchOperator::In => PrefixListEntry {
-            prefix,
-            ge: Some(min_length.unwrap_or(prefix.prefix_len()).max(prefix.prefix_len())),
-            le: Some(max_length.unwrap_or(max)),
-        },
-        operator @ (MatchOperator::NotEqual | MatchOperator::NotIn) => {
-            return Err(error(
-                "matchOperator",
-                format!("{operator:?} is not supported yet (use Equal or In with the opposite action)"),
-            ));
-        }
+    let exact = PrefixListEntry {
+        prefix,
+        ge: None,
+        le: None,
+    };
+    let inside = PrefixListEntry {
+        prefix,
+        ge: Some(min_length.unwrap_or(prefix.prefix_len()).max(prefix.prefix_len())),
+        le: Some(max_length.unwrap_or(max)),
+    };
+    let (entry, negated) = match rule.match_operator {
+        MatchOperator::Equal => (exact, false),
+        MatchOperator::NotEqual => (exact, true),
+        MatchOperator::In => (inside, false),
+        MatchOperator::NotIn => (inside, true),
     };
     Ok(Statement {
         conditions: Conditions {
             prefix_list: Some(Arc::new(PrefixList(vec![entry]))),
+            prefix_list_negated: negated,
             ..Conditions::default()
         },
         actions: Default::default(),
@@ -190,16 +190,43 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_operators_and_bad_cidrs_are_named() {
+    fn not_equal_and_not_in_match_every_other_prefix_of_their_family_only() {
+        let filter = BGPFilterSpec {
+            export_v4: vec![rule("198.18.1.0/26", MatchOperator::NotEqual, FilterAction::Reject)],
+            export_v6: vec![rule("2001:db8:1::/48", MatchOperator::NotIn, FilterAction::Reject)],
+            ..BGPFilterSpec::default()
+        };
+        let statements = statements(&filter, Direction::Export).expect("valid");
+        assert!(accepts(&statements, "198.18.1.0/26"), "the one prefix NotEqual spares");
+        assert!(!accepts(&statements, "198.18.1.0/27"));
+        assert!(!accepts(&statements, "198.19.0.0/24"));
+        assert!(
+            accepts(&statements, "2001:db8:1:5::/64"),
+            "inside: NotIn does not match"
+        );
+        assert!(!accepts(&statements, "2001:db8:2::/48"));
+        // An IPv4 rule never matches an IPv6 route, negated or not, and the other way round.
+        let v4_only = BGPFilterSpec {
+            import_v4: vec![rule("198.18.0.0/16", MatchOperator::NotIn, FilterAction::Reject)],
+            ..BGPFilterSpec::default()
+        };
+        let statements = super::statements(&v4_only, Direction::Import).expect("valid");
+        assert!(accepts(&statements, "2001:db8:2::/48"), "falls through");
+        assert!(!accepts(&statements, "198.19.0.0/24"));
+        assert!(accepts(&statements, "198.18.5.0/26"));
+    }
+
+    #[test]
+    fn bad_cidrs_are_named() {
         let filter = BGPFilterSpec {
             export_v6: vec![
                 rule("2001:db8::/32", MatchOperator::In, FilterAction::Accept),
-                rule("2001:db8::/32", MatchOperator::NotIn, FilterAction::Accept),
+                rule("2001:db8::1/32", MatchOperator::NotIn, FilterAction::Accept),
             ],
             ..BGPFilterSpec::default()
         };
         let error = statements(&filter, Direction::Export).expect_err("refused");
-        assert_eq!(error.key, "spec.exportV6[1].matchOperator");
+        assert_eq!(error.key, "spec.exportV6[1].cidr");
         let filter = BGPFilterSpec {
             import_v4: vec![rule("198.18.1.1/26", MatchOperator::In, FilterAction::Accept)],
             ..BGPFilterSpec::default()
