@@ -211,6 +211,109 @@ async fn run_cluster(setting: &str, node: String, local: cluster::Local, mut sig
     result
 }
 
+/// The listening sockets `config` asks for (none with port 0), with its peers' TCP MD5 keys.
+fn bind_listeners(config: &Config) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    if config.listen_port == 0 {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<(std::net::IpAddr, &[u8])> = config
+        .peers
+        .iter()
+        .filter_map(|peer| Some((peer.address, peer.password.as_ref()?.0.as_slice())))
+        .collect();
+    listener::bind(&config.listen_addresses, config.listen_port, &keys).with_context(|| {
+        if config.listen_addresses.is_empty() {
+            format!("cannot listen on port {} (listen_port)", config.listen_port)
+        } else {
+            format!(
+                "cannot listen on port {} of {:?} (listen_port, listen_addresses)",
+                config.listen_port, config.listen_addresses
+            )
+        }
+    })
+}
+
+/// The listener tasks, stopped together when the datastore moves the listening port or
+/// addresses (established sessions are not theirs: they stay up).
+struct Listening {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Listening {
+    fn start(
+        listeners: Vec<tokio::net::TcpListener>,
+        config: &Config,
+        peers: &Peers,
+        parent: &tokio_util::sync::CancellationToken,
+    ) -> Listening {
+        let keys: Vec<(std::net::IpAddr, Vec<u8>)> = config
+            .peers
+            .iter()
+            .filter_map(|peer| Some((peer.address, peer.password.as_ref()?.0.clone())))
+            .collect();
+        let cancel = parent.child_token();
+        let tasks = listeners
+            .into_iter()
+            .map(|listener| {
+                if let Ok(address) = listener.local_addr() {
+                    tracing::info!(%address, "listening");
+                }
+                tokio::spawn(listener::run(
+                    listener,
+                    peers.listener_peers(),
+                    keys.clone(),
+                    cancel.clone(),
+                ))
+            })
+            .collect();
+        Listening { tasks, cancel }
+    }
+
+    /// Closes the sockets and listens as `new` says (port and addresses taken into `config`);
+    /// if that fails, listens as before again and logs why.
+    async fn rebind(
+        self,
+        config: &mut Config,
+        new: &Config,
+        peers: &Peers,
+        parent: &tokio_util::sync::CancellationToken,
+    ) -> Listening {
+        self.cancel.cancel();
+        // The old sockets must be closed before the new ones bind the same port.
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, futures_join(self.tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the old listeners did not stop within the shutdown deadline");
+        }
+        let mut wanted = config.clone();
+        wanted.listen_port = new.listen_port;
+        wanted.listen_addresses.clone_from(&new.listen_addresses);
+        match bind_listeners(&wanted) {
+            Ok(listeners) => {
+                config.listen_port = new.listen_port;
+                config.listen_addresses.clone_from(&new.listen_addresses);
+                tracing::info!(port = config.listen_port, addresses = ?config.listen_addresses, "listening as the datastore now says");
+                Listening::start(listeners, config, peers, parent)
+            }
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot listen as the datastore now says; listening as before");
+                match bind_listeners(config) {
+                    Ok(listeners) => Listening::start(listeners, config, peers, parent),
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "cannot listen as before either: only outgoing sessions until the datastore changes");
+                        Listening {
+                            tasks: Vec::new(),
+                            cancel: parent.child_token(),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The next configuration the datastore gives (never, in standalone mode or once the loop
 /// has ended).
 async fn next_config(source: &mut Source) -> Config {
@@ -230,26 +333,7 @@ async fn next_config(source: &mut Source) -> Config {
 async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let cancel = shutdown.token().clone();
-    let keys: Vec<(std::net::IpAddr, &[u8])> = config
-        .peers
-        .iter()
-        .filter_map(|peer| Some((peer.address, peer.password.as_ref()?.0.as_slice())))
-        .collect();
-    let owned_keys: Vec<(std::net::IpAddr, Vec<u8>)> = keys.iter().map(|(peer, key)| (*peer, key.to_vec())).collect();
-    let listeners = if config.listen_port == 0 {
-        Vec::new()
-    } else {
-        listener::bind(&config.listen_addresses, config.listen_port, &keys).with_context(|| {
-            if config.listen_addresses.is_empty() {
-                format!("cannot listen on port {} (listen_port)", config.listen_port)
-            } else {
-                format!(
-                    "cannot listen on port {} of {:?} (listen_port, listen_addresses)",
-                    config.listen_port, config.listen_addresses
-                )
-            }
-        })?
-    };
+    let listeners = bind_listeners(&config)?;
     let control_listener = control::bind(&config.control_socket).with_context(|| {
         format!(
             "cannot bind the control socket {} (control_socket)",
@@ -346,17 +430,7 @@ async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow
     tasks.push(tokio::spawn(instance.run(events_rx, control_rx, cancel.clone())));
     // The instance knows every peer: their session tasks may start.
     peers.spawn_prepared();
-    for listener in listeners {
-        if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, "listening");
-        }
-        tasks.push(tokio::spawn(listener::run(
-            listener,
-            peers.listener_peers(),
-            owned_keys.clone(),
-            cancel.clone(),
-        )));
-    }
+    let mut listening = Listening::start(listeners, &config, &peers, &cancel);
     if let Some(listener) = metrics_listener {
         tracing::info!(address = ?config.metrics_listen, "serving metrics");
         tasks.push(tokio::spawn(metrics::run(
@@ -394,6 +468,9 @@ async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow
             },
             new = next_config(&mut source) => {
                 let mut new = new;
+                if (new.listen_port, &new.listen_addresses) != (config.listen_port, &config.listen_addresses) {
+                    listening = listening.rebind(&mut config, &new, &peers, &cancel).await;
+                }
                 let later = reload::keep_restart_keys(&config, &mut new);
                 if !later.is_empty() {
                     tracing::warn!(keys = ?later, "changed in the datastore; takes effect when weft-bgpd restarts");
@@ -411,6 +488,7 @@ async fn run(config: Config, mut source: Source, mut signals: Signals) -> anyhow
         tracing::info!("shutting down: sending Cease to every peer");
     }
     shutdown.stop(for_restart);
+    tasks.extend(listening.tasks);
     tasks.extend(peers.into_tasks());
     let all = futures_join(tasks);
     if tokio::time::timeout(SHUTDOWN_DEADLINE, all).await.is_err() {

@@ -171,8 +171,8 @@ fn plan_with(old: &Config, new: &Config, identity_may_change: bool) -> Result<Pl
     Ok(plan)
 }
 
-/// Cluster mode: the settings only a restart takes over (the listen port and addresses, the
-/// kernel and graceful restart settings) keep their running values in `new`, so that the rest of it can
+/// Cluster mode: the settings only a restart takes over (the kernel and graceful restart
+/// settings; the listen port and addresses when the daemon could not bind them live) keep their running values in `new`, so that the rest of it can
 /// be applied; returns the keys that differed (they take effect at the next start).
 pub fn keep_restart_keys(current: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut kept = Vec::new();

@@ -19,7 +19,8 @@
 //! `prefixAdvertisements` community), and follows the endpoint to another node; (6) a BGPPeer
 //! whose TCP MD5 key is in a Secret is left out (and reported) until the Secret exists in
 //! weft-system, then its sessions come up signed, and a changed key re-peers them; (7) with
-//! `bindMode: NodeIP` a restarted node listens on its BGP addresses only, and is reached there.
+//! `bindMode: NodeIP` a running node closes its listening socket and listens on its BGP addresses
+//! only, its sessions staying up, and is reached there when a session starts again.
 //!
 //! Only 198.18.0.0/15 and 2001:db8::/32 are used; the namespaces carry the kit's per-run
 //! prefix and go when the test ends, also on failure (their processes with them); every wait
@@ -104,6 +105,16 @@ impl Node {
 
     fn uptime(&self, address: &str) -> Result<u64> {
         Ok(self.peer(address)?["uptime_seconds"].as_u64().unwrap_or(0))
+    }
+
+    /// Each Established peer's uptime in seconds.
+    fn uptimes(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let peers = self.peers()?.context("weftctl bgp peers: no answer")?;
+        Ok(peers
+            .iter()
+            .filter(|peer| peer["state"] == "Established")
+            .filter_map(|peer| Some((peer["address"].as_str()?.to_owned(), peer["uptime_seconds"].as_u64()?)))
+            .collect())
     }
 
     /// weft's routes in the node's kernel, both families, one a line (ECMP next hops on their
@@ -629,30 +640,8 @@ fn cluster_mode_meshes_re_peers_only_what_changed_reflects_survives_a_bad_peer_a
     .with_context(|| lab.diagnostics())?;
     lab.wait_for_every_block("with TCP MD5 from a Secret")?;
 
-    // (7) bindMode NodeIP: the running listeners stay (every node says the change takes a
-    // restart); restarted, node a listens on its BGP addresses only, and its sessions come back.
-    lab.put(json!({
-        "apiVersion": "weft.io/v1", "kind": "BGPConfiguration",
-        "metadata": {"name": "default"},
-        "spec": {
-            "asNumber": 64512, "nodeToNodeMeshEnabled": false, "bindMode": "NodeIP",
-            "serviceExternalIPs": [{"cidr": SERVICE_RANGE}],
-            "prefixAdvertisements": [{"cidr": SERVICE_RANGE, "communities": ["65000:200"]}]
-        }
-    }))?;
-    for node in &lab.nodes {
-        wait_until(
-            &format!("node {} to say listen_addresses takes a restart", node.name),
-            DEADLINE,
-            POLL,
-            || {
-                Ok::<_, anyhow::Error>(node.stderr().lines().any(|line| {
-                    line.contains("listen_addresses") && line.contains("takes effect when weft-bgpd restarts")
-                }))
-            },
-        )
-        .with_context(|| lab.diagnostics())?;
-    }
+    // (7) bindMode NodeIP, live: each node closes its listening socket and listens on its
+    // BGP addresses only; the established sessions are not the listener's and stay up.
     let listening = |node: &Node| -> Result<Vec<String>> {
         let out = node.netns.run(&["ss", "-Htln", "sport", "=", ":179"])?.stdout;
         let mut locals: Vec<String> = out
@@ -662,17 +651,35 @@ fn cluster_mode_meshes_re_peers_only_what_changed_reflects_survives_a_bad_peer_a
         locals.sort();
         Ok(locals)
     };
-    let before = listening(&lab.nodes[0])?;
-    assert_eq!(before, ["*:179"], "every address until the restart");
-    // The reflector has the lower address: it is the passive end of all its sessions, so
-    // every other node must reach it on those addresses (with their TCP MD5 keys).
-    lab.restart_node(0)?;
+    assert_eq!(listening(&lab.nodes[0])?, ["*:179"], "every address before bindMode");
+    let before = lab.nodes[0].uptimes()?;
+    assert!(!before.is_empty(), "node a has sessions before the rebind");
+    lab.put(json!({
+        "apiVersion": "weft.io/v1", "kind": "BGPConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {
+            "asNumber": 64512, "nodeToNodeMeshEnabled": false, "bindMode": "NodeIP",
+            "serviceExternalIPs": [{"cidr": SERVICE_RANGE}],
+            "prefixAdvertisements": [{"cidr": SERVICE_RANGE, "communities": ["65000:200"]}]
+        }
+    }))?;
     let a = &lab.nodes[0];
     let wanted = vec!["198.19.0.1:179".to_owned(), format!("[{}]:179", address6(0))];
     wait_until("node a to listen on its BGP addresses only", DEADLINE, POLL, || {
         Ok::<_, anyhow::Error>(listening(a)? == wanted)
     })
     .with_context(|| format!("{:?}\n{}", listening(a), lab.diagnostics()))?;
+    let after = a.uptimes()?;
+    for (peer, uptime) in &before {
+        assert!(
+            after.get(peer).is_some_and(|now| now >= uptime),
+            "the session with {peer} stayed up across the rebind: {before:?} then {after:?}"
+        );
+    }
+    // The reflector has the lower address: it is the passive end of all its sessions, so
+    // every other node reaches it on those addresses (with their TCP MD5 keys) once a
+    // session starts again.
+    lab.restart_node(0)?;
     for (i, node) in lab.nodes.iter().enumerate() {
         let wanted = if i == 0 { others(0) } else { reflector() };
         wait_until(
