@@ -2,7 +2,9 @@
 //! policies, the full table load of weft's ruleset (sets and verdict maps) next to
 //! `iptables-restore` (legacy and nft back ends) of an equivalent linear ruleset (12 rules per
 //! endpoint: a dispatch jump, ten allow rules, a drop), then one pod added and removed with the
-//! table full (an element-only batch: felix's own nf_tables netlink batch, no `nft` binary).
+//! table full: the element-only batch alone (felix's own nf_tables netlink batch, no `nft`
+//! binary), and felix's agent end to end (the WorkloadEndpoint and Pod events in, the
+//! incremental calculation, the batch, the kernel's answer).
 //!
 //! `cargo bench -p weft-felix --bench program` (root) prints a table. Everything runs in one
 //! namespace of the kit, from a thread that entered it (no `ip netns exec` wrapper); addresses
@@ -14,15 +16,20 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use serde_json::json;
 use weft_felix::calc::{Endpoint, Inputs, NamedPort, calculate};
-use weft_felix::inputs::{Cache, kinds};
-use weft_felix::nft::{Nft, NftBinary};
+use weft_felix::daemon::Agent;
+use weft_felix::inputs::kinds;
+use weft_felix::listing::Listing;
+use weft_felix::metrics::Metrics;
+use weft_felix::nft::{Nft, NftBinary, NftError};
 use weft_felix::policy::Protocol;
 use weft_felix::render::{self, Batch};
+use weft_felix::ruleset::Ruleset;
 use weft_topology_tests::{Netns, require_netns};
 
 const SIZES: [usize; 2] = [1000, 5000];
@@ -87,23 +94,89 @@ fn stored(i: usize) -> (Value, Value) {
     )
 }
 
-/// The store's objects of `inputs(endpoints)`, as felix's agent caches them.
-fn cache(endpoints: usize) -> Cache {
-    let kinds = kinds();
-    let mut cache = Cache::default();
+/// The store's objects of `inputs(endpoints)` (index into `kinds()`, object).
+fn objects(endpoints: usize) -> Vec<(usize, Value)> {
     let inputs = inputs(endpoints);
+    let mut objects = Vec::new();
     for i in 0..endpoints {
         let (endpoint, pod) = stored(i);
-        cache.upsert(&kinds[0], endpoint);
-        cache.upsert(&kinds[1], pod);
+        objects.push((0, endpoint));
+        objects.push((1, pod));
     }
     for (name, labels) in &inputs.namespaces {
-        cache.upsert(&kinds[2], json!({"metadata": {"name": name, "labels": labels}}));
+        objects.push((2, json!({"metadata": {"name": name, "labels": labels}})));
     }
     for policy in &inputs.policies {
-        cache.upsert(&kinds[3], serde_json::to_value(policy).unwrap());
+        objects.push((3, serde_json::to_value(policy).unwrap()));
     }
-    cache
+    objects
+}
+
+/// felix's agent on the kernel of the namespace the calling thread is in, fed the store's
+/// objects and programmed (the table already there: a resync that finds it right); then
+/// `POD_CHANGES` pods added and removed, each a WorkloadEndpoint and a Pod event followed by
+/// the agent's programming, timed from the first event to the kernel's answer.
+///
+/// With `kernel` the agent programs the kernel and the table is checked against `kernel`
+/// (the bench's ruleset) before and after; without, it programs [`AcceptingNft`] (its own
+/// cost alone).
+fn agent_pod_changes(size: usize, kernel: Option<&Ruleset>) -> (Vec<Duration>, Vec<Duration>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let kinds = kinds();
+        let nft: Arc<dyn Nft> = match kernel {
+            Some(_) => Arc::new(NftBinary),
+            None => Arc::new(AcceptingNft),
+        };
+        let mut agent = Agent::new(nft, "n1", Metrics::new());
+        for (kind, object) in objects(size) {
+            agent.upsert(&kinds[kind], object);
+        }
+        agent.program(true).await;
+        let check = |what: &str, same: bool| {
+            if let Some(ruleset) = kernel {
+                let listed = NftBinary.list().unwrap().unwrap();
+                assert_eq!(render::matches_kernel(ruleset, &listed), same, "{what}");
+            }
+        };
+        check("the agent computes the bench's table", true);
+        let (mut add, mut del) = (Vec::new(), Vec::new());
+        for n in 0..POD_CHANGES {
+            let (endpoint_object, pod_object) = stored(size + n);
+            let started = Instant::now();
+            agent.upsert(&kinds[0], endpoint_object.clone());
+            agent.upsert(&kinds[1], pod_object.clone());
+            agent.program(false).await;
+            add.push(started.elapsed());
+            if n == 0 {
+                check("the pod's elements reached the kernel", false);
+            }
+            let started = Instant::now();
+            agent.remove(&kinds[0], &endpoint_object);
+            agent.remove(&kinds[1], &pod_object);
+            agent.program(false).await;
+            del.push(started.elapsed());
+        }
+        check("every pod added was removed", true);
+        (add, del)
+    })
+}
+
+/// nftables that takes every batch at once: what the agent costs by itself.
+#[derive(Debug)]
+struct AcceptingNft;
+
+impl Nft for AcceptingNft {
+    fn apply(&self, _batch: &Batch) -> Result<(), NftError> {
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Option<Listing>, NftError> {
+        Ok(None)
+    }
 }
 
 /// The linear iptables equivalent: per endpoint a jump from FORWARD and a chain of ten
@@ -163,7 +236,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn main() {
     let Some(_support) = require_netns() else { return };
     println!(
-        "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10}",
+        "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "endpoints",
         "rules",
         "elems",
@@ -175,7 +248,10 @@ fn main() {
         "iptables-nft",
         "pod add",
         "pod del",
-        "agent"
+        "agent add",
+        "agent del",
+        "own add",
+        "own del"
     );
     for size in SIZES {
         let netns = Netns::new("felix-bench").unwrap();
@@ -192,30 +268,12 @@ fn main() {
         // One pod added and removed with the table full, as felix applies it.
         let mut add = Vec::new();
         let mut del = Vec::new();
-        let mut recompute = Vec::new();
         let mut grown = inputs.clone();
-        let mut agent_cache = cache(size);
-        let kinds = kinds();
         for n in 0..POD_CHANGES {
             grown.endpoints.push(endpoint(size + n));
             let bigger = calculate(&grown).ruleset;
             let forward = Batch::of(render::diff(&ruleset, &bigger).unwrap());
             let backward = Batch::of(render::diff(&bigger, &ruleset).unwrap());
-            // What felix's agent does per store change before programming: the objects
-            // cached, the inputs joined, the whole ruleset recomputed, the difference taken.
-            let (endpoint_object, pod_object) = stored(size + n);
-            recompute.push(timed(|| {
-                agent_cache.upsert(&kinds[0], endpoint_object.clone());
-                agent_cache.upsert(&kinds[1], pod_object.clone());
-                let (agent_inputs, _) = agent_cache.inputs("n1");
-                let wanted = calculate(&agent_inputs).ruleset;
-                assert!(matches!(
-                    Batch::of(render::diff(&ruleset, &wanted).unwrap()),
-                    Batch::Elements(_)
-                ));
-            }));
-            agent_cache.remove(&kinds[0], &endpoint_object);
-            agent_cache.remove(&kinds[1], &pod_object);
             assert!(
                 matches!(forward, Batch::Elements(_)) && matches!(backward, Batch::Elements(_)),
                 "a pod add/remove is element-only: {forward:?}"
@@ -232,6 +290,9 @@ fn main() {
             del.push(d);
             grown.endpoints.pop();
         }
+        // The same through felix's agent, end to end: store events in, kernel programmed.
+        let (agent_add, agent_del) = netns.within(|| agent_pod_changes(size, Some(&ruleset))).unwrap();
+        let (own_add, own_del) = agent_pod_changes(size, None);
         let text = linear(size);
         let (legacy, iptables_nft) = netns
             .within(|| {
@@ -242,7 +303,7 @@ fn main() {
             })
             .unwrap();
         println!(
-            "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10}",
+            "{:>9} {:>7} {:>7} | {:>10} {:>12} {:>10} | {:>10} {:>12} {:>12} | {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
             size,
             rules,
             elements,
@@ -254,12 +315,17 @@ fn main() {
             ms(iptables_nft),
             ms(median(add)),
             ms(median(del)),
-            ms(median(recompute)),
+            ms(median(agent_add)),
+            ms(median(agent_del)),
+            ms(median(own_add)),
+            ms(median(own_del)),
         );
         drop(netns);
     }
     println!(
-        "(pod add/del: median of {POD_CHANGES}, one netlink element batch each, table full; agent: felix's work \
-         per store change before programming: cache, inputs, whole recalculation, difference)"
+        "(pod add/del: median of {POD_CHANGES}, one netlink element batch each, table full; agent add/del: \
+         felix's agent end to end, a WorkloadEndpoint and a Pod event in, the kernel programmed, median of \
+         {POD_CHANGES}; own add/del: the same agent with an nftables that takes every batch at once, its own \
+         cost alone)"
     );
 }

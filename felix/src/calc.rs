@@ -139,44 +139,182 @@ pub fn isolation_chain(policy_ids: &[String], direction: Direction) -> String {
 
 /// Computes the desired table.
 pub fn calculate(inputs: &Inputs) -> Calculation {
+    let (policies, problems) = compile_policies(&inputs.policies);
+    let endpoints: Vec<&Endpoint> = inputs.endpoints.iter().collect();
+    let mut builder = Builder::new(endpoints, &inputs.namespaces, &inputs.pools);
+    builder.base_chains();
+    builder.pools();
+    let mut reports = Vec::new();
+    let mut locals: Vec<&Endpoint> = inputs.endpoints.iter().filter(|e| e.node == inputs.node).collect();
+    locals.sort_by(|a, b| a.interface.cmp(&b.interface));
+    for endpoint in locals {
+        reports.push(builder.endpoint(endpoint, &policies));
+    }
+    Calculation {
+        ruleset: builder.ruleset,
+        problems,
+        endpoints: reports,
+    }
+}
+
+/// The policies that compile, sorted by id, and the problems of the others.
+pub(crate) fn compile_policies(raw: &[NetworkPolicy]) -> (Vec<Policy>, Vec<PolicyError>) {
     let mut problems = Vec::new();
     let mut policies: Vec<Policy> = Vec::new();
-    for raw in &inputs.policies {
+    for raw in raw {
         match policy::compile(raw) {
             Ok(policy) => policies.push(policy),
             Err(error) => problems.push(error),
         }
     }
     policies.sort_by_key(Policy::id);
-    let mut builder = Builder {
-        inputs,
-        ruleset: Ruleset::default(),
+    (policies, problems)
+}
+
+/// The policies selecting `endpoint`, per direction: their ids and the isolation chain they
+/// send it to (`None`: that direction is open).
+pub(crate) fn isolation(policies: &[Policy], endpoint: &Endpoint) -> EndpointReport {
+    let mut report = EndpointReport {
+        namespace: endpoint.namespace.clone(),
+        pod: endpoint.pod.clone(),
+        interface: endpoint.interface.clone(),
+        addresses: endpoint.addresses.clone(),
+        ingress_policies: Vec::new(),
+        egress_policies: Vec::new(),
+        ingress_chain: None,
+        egress_chain: None,
     };
-    builder.base_chains();
-    builder.pools();
-    let mut endpoints = Vec::new();
-    let mut locals: Vec<&Endpoint> = inputs.endpoints.iter().filter(|e| e.node == inputs.node).collect();
-    locals.sort_by(|a, b| a.interface.cmp(&b.interface));
-    for endpoint in locals {
-        endpoints.push(builder.endpoint(endpoint, &policies));
+    for policy in policies
+        .iter()
+        .filter(|p| p.namespace == endpoint.namespace && p.pod_selector.matches(&endpoint.labels))
+    {
+        if policy.ingress.is_some() {
+            report.ingress_policies.push(policy.id());
+        }
+        if policy.egress.is_some() {
+            report.egress_policies.push(policy.id());
+        }
     }
-    Calculation {
-        ruleset: builder.ruleset,
-        problems,
-        endpoints,
+    if !report.ingress_policies.is_empty() {
+        report.ingress_chain = Some(isolation_chain(&report.ingress_policies, Direction::Ingress));
+    }
+    if !report.egress_policies.is_empty() {
+        report.egress_chain = Some(isolation_chain(&report.egress_policies, Direction::Egress));
+    }
+    report
+}
+
+/// The rules of an isolation chain: a jump to each policy's chain, then a counted drop
+/// (isolated: nothing a policy does not allow passes).
+pub(crate) fn isolation_rules(policy_ids: &[String], direction: Direction) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = policy_ids
+        .iter()
+        .map(|id| {
+            Rule::new(
+                vec![],
+                Action::Verdict(Verdict::Jump(policy_chain(id, direction))),
+                id.clone(),
+            )
+        })
+        .collect();
+    let what = match direction {
+        Direction::Ingress => "ingress not allowed by any policy",
+        Direction::Egress => "egress not allowed by any policy",
+    };
+    rules.push(Rule::new(vec![], Action::Verdict(Verdict::Drop), what).counted());
+    rules
+}
+
+/// Where the elements of a set come from when they depend on endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SetSource {
+    /// The addresses of one family of the pods a peer selects.
+    Pods {
+        namespaces: NamespaceScope,
+        pods: crate::labels::LabelSelector,
+        family: Family,
+    },
+    /// `address . protocol . port` of one family for the pods' container ports of this name.
+    NamedPort { name: String, family: Family },
+}
+
+impl SetSource {
+    /// The elements `endpoint` contributes (`namespaces`: namespace labels by name).
+    pub(crate) fn elements(
+        &self,
+        endpoint: &Endpoint,
+        namespaces: &BTreeMap<String, Labels>,
+        out: &mut BTreeSet<Element>,
+    ) {
+        match self {
+            SetSource::Pods {
+                namespaces: scope,
+                pods,
+                family,
+            } => {
+                if namespace_selects(namespaces, scope, &endpoint.namespace) && pods.matches(&endpoint.labels) {
+                    for address in endpoint.addresses.iter().filter(|a| Family::of(**a) == *family) {
+                        out.insert(Element::Range(AddressRange::single(*address)));
+                    }
+                }
+            }
+            SetSource::NamedPort { name, family } => {
+                for port in endpoint.ports.iter().filter(|p| p.name == *name) {
+                    for address in endpoint.addresses.iter().filter(|a| Family::of(**a) == *family) {
+                        out.insert(Element::NamedPort(*address, port.protocol, port.port));
+                    }
+                }
+            }
+        }
     }
 }
 
-struct Builder<'a> {
-    inputs: &'a Inputs,
-    ruleset: Ruleset,
+fn namespace_selects(namespaces: &BTreeMap<String, Labels>, scope: &NamespaceScope, namespace: &str) -> bool {
+    match scope {
+        NamespaceScope::Own(own) => own == namespace,
+        NamespaceScope::Selected(selector) => {
+            let empty = Labels::new();
+            selector.matches(namespaces.get(namespace).unwrap_or(&empty))
+        }
+    }
+}
+
+/// Builds a ruleset, each shared chain and set on first use.
+pub(crate) struct Builder<'a> {
+    /// Every endpoint of the cluster.
+    endpoints: Vec<&'a Endpoint>,
+    namespaces: &'a BTreeMap<String, Labels>,
+    pools: &'a [Pool],
+    pub(crate) ruleset: Ruleset,
+    /// The sets made so far whose elements depend on endpoints.
+    pub(crate) sources: BTreeMap<String, SetSource>,
+    /// The sets each policy chain refers to (or made without referring to them).
+    pub(crate) chain_sets: BTreeMap<String, BTreeSet<String>>,
+    /// The sets the policy chain being made uses.
+    using: BTreeSet<String>,
 }
 
 /// One way a rule can match, before the cross product of peers and ports.
 type Alternative = (Option<Family>, Vec<Match>);
 
-impl Builder<'_> {
-    fn base_chains(&mut self) {
+impl<'a> Builder<'a> {
+    pub(crate) fn new(
+        endpoints: Vec<&'a Endpoint>,
+        namespaces: &'a BTreeMap<String, Labels>,
+        pools: &'a [Pool],
+    ) -> Builder<'a> {
+        Builder {
+            endpoints,
+            namespaces,
+            pools,
+            ruleset: Ruleset::default(),
+            sources: BTreeMap::new(),
+            chain_sets: BTreeMap::new(),
+            using: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn base_chains(&mut self) {
         let established = || Rule::new(vec![Match::Established], Action::Verdict(Verdict::Accept), "replies");
         let dispatch = |side, map: &str, comment: &str| {
             Rule::new(
@@ -288,18 +426,16 @@ impl Builder<'_> {
         self.ruleset.maps.insert(FROM_ENDPOINT.into(), BTreeMap::new());
     }
 
-    fn pools(&mut self) {
+    pub(crate) fn pools(&mut self) {
         for family in [Family::V4, Family::V6] {
             let of_family = |pool: &&Pool| Family::of(pool.cidr.addr()) == family;
             let all: Vec<AddressRange> = self
-                .inputs
                 .pools
                 .iter()
                 .filter(of_family)
                 .map(|p| AddressRange::of(&p.cidr))
                 .collect();
             let nat: Vec<AddressRange> = self
-                .inputs
                 .pools
                 .iter()
                 .filter(of_family)
@@ -322,70 +458,48 @@ impl Builder<'_> {
         );
     }
 
-    fn endpoint(&mut self, endpoint: &Endpoint, policies: &[Policy]) -> EndpointReport {
-        let selecting: Vec<&Policy> = policies
-            .iter()
-            .filter(|p| p.namespace == endpoint.namespace && p.pod_selector.matches(&endpoint.labels))
-            .collect();
-        let mut report = EndpointReport {
-            namespace: endpoint.namespace.clone(),
-            pod: endpoint.pod.clone(),
-            interface: endpoint.interface.clone(),
-            addresses: endpoint.addresses.clone(),
-            ingress_policies: Vec::new(),
-            egress_policies: Vec::new(),
-            ingress_chain: None,
-            egress_chain: None,
-        };
+    pub(crate) fn endpoint(&mut self, endpoint: &Endpoint, policies: &[Policy]) -> EndpointReport {
+        let report = isolation(policies, endpoint);
         // Ingress: every local endpoint has an entry, so a `wft*` interface without one is a
         // pod felix has not programmed yet (dropped by the forward chain).
-        let ingress: Vec<&Policy> = selecting.iter().copied().filter(|p| p.ingress.is_some()).collect();
-        let to_verdict = if ingress.is_empty() {
-            Verdict::Accept
-        } else {
-            report.ingress_policies = ingress.iter().map(|p| p.id()).collect();
-            let chain = self.isolation_chain(&ingress, &report.ingress_policies, Direction::Ingress);
-            report.ingress_chain = Some(chain.clone());
-            Verdict::Jump(chain)
+        let to_verdict = match &report.ingress_chain {
+            None => Verdict::Accept,
+            Some(chain) => {
+                self.isolation_chain(policies, &report.ingress_policies, chain, Direction::Ingress);
+                Verdict::Jump(chain.clone())
+            }
         };
         self.map(TO_ENDPOINT).insert(endpoint.interface.clone(), to_verdict);
-        let egress: Vec<&Policy> = selecting.iter().copied().filter(|p| p.egress.is_some()).collect();
-        if !egress.is_empty() {
-            report.egress_policies = egress.iter().map(|p| p.id()).collect();
-            let chain = self.isolation_chain(&egress, &report.egress_policies, Direction::Egress);
-            report.egress_chain = Some(chain.clone());
+        if let Some(chain) = &report.egress_chain {
+            self.isolation_chain(policies, &report.egress_policies, chain, Direction::Egress);
             self.map(FROM_ENDPOINT)
-                .insert(endpoint.interface.clone(), Verdict::Jump(chain));
+                .insert(endpoint.interface.clone(), Verdict::Jump(chain.clone()));
         }
         report
     }
 
-    /// The chain shared by every endpoint isolated in one direction by exactly `policies`
-    /// (made on first use): a jump to each policy's chain, then a counted drop (isolated:
-    /// nothing a policy does not allow passes).
-    fn isolation_chain(&mut self, policies: &[&Policy], ids: &[String], direction: Direction) -> String {
-        let chain = isolation_chain(ids, direction);
-        if self.ruleset.chains.contains_key(&chain) {
-            return chain;
+    /// The chain `chain` shared by every endpoint isolated in one direction by exactly the
+    /// policies `ids` (made on first use, with the policy chains it jumps to).
+    pub(crate) fn isolation_chain(&mut self, policies: &[Policy], ids: &[String], chain: &str, direction: Direction) {
+        if self.ruleset.chains.contains_key(chain) {
+            return;
         }
-        let mut rules = Vec::new();
-        for policy in policies {
-            let target = self.policy_chain(policy, direction);
-            rules.push(Rule::new(vec![], Action::Verdict(Verdict::Jump(target)), policy.id()));
+        for policy in policies.iter().filter(|p| ids.contains(&p.id())) {
+            self.policy_chain(policy, direction);
         }
-        let what = match direction {
-            Direction::Ingress => "ingress not allowed by any policy",
-            Direction::Egress => "egress not allowed by any policy",
-        };
-        rules.push(Rule::new(vec![], Action::Verdict(Verdict::Drop), what).counted());
-        self.ruleset.chains.insert(chain.clone(), Chain { hook: None, rules });
-        chain
+        self.ruleset.chains.insert(
+            chain.to_owned(),
+            Chain {
+                hook: None,
+                rules: isolation_rules(ids, direction),
+            },
+        );
     }
 
     /// The chain of one policy's rules in one direction, shared by every endpoint it selects
     /// (made on first use: a node carries only the policies of its own pods). Its rules do not
     /// depend on the endpoint: named ports match the destination address with its port.
-    fn policy_chain(&mut self, policy: &Policy, direction: Direction) -> String {
+    pub(crate) fn policy_chain(&mut self, policy: &Policy, direction: Direction) -> String {
         let name = policy_chain(&policy.id(), direction);
         if self.ruleset.chains.contains_key(&name) {
             return name;
@@ -400,11 +514,13 @@ impl Builder<'_> {
                 "egress",
             ),
         };
+        self.using.clear();
         let mut rules = Vec::new();
         for (i, rule) in rules_of.iter().flatten().enumerate() {
             let comment = format!("{} {label}[{i}]", policy.id());
             rules.extend(self.rule(rule, side, verdict.clone(), &comment));
         }
+        self.chain_sets.insert(name.clone(), std::mem::take(&mut self.using));
         self.ruleset.chains.insert(name.clone(), Chain { hook: None, rules });
         name
     }
@@ -459,41 +575,28 @@ impl Builder<'_> {
                 if !self.ruleset.sets.contains_key(&name) {
                     self.interval_set(name.clone(), family, ranges::subtract(cidr, except));
                 }
+                self.using.insert(name.clone());
                 vec![address(family, name)]
             }
             Peer::Pods { namespaces, pods } => {
                 let key = format!("{namespaces:?} {pods:?}");
                 let hash = stable_hash(&key);
                 let names = [Family::V4, Family::V6].map(|family| format!("pods-{}-{hash:016x}", family.suffix()));
-                if !self.ruleset.sets.contains_key(&names[0]) {
-                    // One pass for both families; a namespace selector is evaluated once per
-                    // namespace, not once per pod.
-                    let mut namespace_selected: BTreeMap<&str, bool> = BTreeMap::new();
-                    let mut elements = [BTreeSet::new(), BTreeSet::new()];
-                    for endpoint in &self.inputs.endpoints {
-                        let namespace_ok = *namespace_selected
-                            .entry(endpoint.namespace.as_str())
-                            .or_insert_with(|| self.namespace_selects(namespaces, &endpoint.namespace));
-                        if !namespace_ok || !pods.matches(&endpoint.labels) {
-                            continue;
-                        }
-                        for address in &endpoint.addresses {
-                            let slot = usize::from(Family::of(*address) == Family::V6);
-                            elements[slot].insert(Element::Range(AddressRange::single(*address)));
-                        }
-                    }
-                    for ((name, family), elements) in names.iter().zip([Family::V4, Family::V6]).zip(elements) {
-                        self.ruleset.sets.insert(
-                            name.clone(),
-                            Set {
-                                kind: SetKind::Addresses {
-                                    family,
-                                    interval: false,
-                                },
-                                elements,
-                            },
-                        );
-                    }
+                for (name, family) in names.iter().zip([Family::V4, Family::V6]) {
+                    let source = SetSource::Pods {
+                        namespaces: namespaces.clone(),
+                        pods: pods.clone(),
+                        family,
+                    };
+                    self.dependent_set(
+                        name,
+                        source,
+                        SetKind::Addresses {
+                            family,
+                            interval: false,
+                        },
+                    );
+                    self.using.insert(name.clone());
                 }
                 names
                     .into_iter()
@@ -504,15 +607,18 @@ impl Builder<'_> {
         }
     }
 
-    fn namespace_selects(&self, namespaces: &NamespaceScope, namespace: &str) -> bool {
-        match namespaces {
-            NamespaceScope::Own(own) => own == namespace,
-            NamespaceScope::Selected(selector) => {
-                let empty = Labels::new();
-                let labels = self.inputs.namespaces.get(namespace).unwrap_or(&empty);
-                selector.matches(labels)
-            }
+    /// A set whose elements are what every endpoint contributes to `source` (made on first
+    /// use, recorded in [`Builder::sources`]).
+    fn dependent_set(&mut self, name: &str, source: SetSource, kind: SetKind) {
+        if self.ruleset.sets.contains_key(name) {
+            return;
         }
+        let mut elements = BTreeSet::new();
+        for endpoint in &self.endpoints {
+            source.elements(endpoint, self.namespaces, &mut elements);
+        }
+        self.ruleset.sets.insert(name.to_owned(), Set { kind, elements });
+        self.sources.insert(name.to_owned(), source);
     }
 
     /// The port part of a rule: numeric ports grouped per protocol into one match, a whole
@@ -573,6 +679,7 @@ impl Builder<'_> {
             kind: SetKind::Ports,
             elements: ranges.iter().map(|(a, b)| Element::Ports(*a, *b)).collect(),
         });
+        self.using.insert(set.clone());
         set
     }
 
@@ -591,23 +698,12 @@ impl Builder<'_> {
         } else {
             format!("port-{}-x{:016x}", family.suffix(), stable_hash(name))
         };
-        if !self.ruleset.sets.contains_key(&set) {
-            let mut elements = BTreeSet::new();
-            for endpoint in &self.inputs.endpoints {
-                for port in endpoint.ports.iter().filter(|p| p.name == name) {
-                    for address in endpoint.addresses.iter().filter(|a| Family::of(**a) == family) {
-                        elements.insert(Element::NamedPort(*address, port.protocol, port.port));
-                    }
-                }
-            }
-            self.ruleset.sets.insert(
-                set.clone(),
-                Set {
-                    kind: SetKind::NamedPorts { family },
-                    elements,
-                },
-            );
-        }
+        let source = SetSource::NamedPort {
+            name: name.to_owned(),
+            family,
+        };
+        self.dependent_set(&set, source, SetKind::NamedPorts { family });
+        self.using.insert(set.clone());
         set
     }
 }

@@ -34,6 +34,8 @@ pub fn kinds() -> Vec<Kind> {
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     objects: BTreeMap<String, BTreeMap<String, Object>>,
+    /// How many objects do not decode (none: [`Cache::decode_errors`] has nothing to look for).
+    unreadable: usize,
 }
 
 /// One stored object, decoded.
@@ -67,6 +69,22 @@ impl Object {
     }
 }
 
+/// What the calculation reads, endpoints by WorkloadEndpoint key.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub namespaces: BTreeMap<String, crate::labels::Labels>,
+    pub policies: Vec<NetworkPolicy>,
+    pub pools: Vec<Pool>,
+}
+
+fn count_unreadable<'a>(objects: impl IntoIterator<Item = &'a Object>) -> usize {
+    objects
+        .into_iter()
+        .filter(|o| matches!(o, Object::Unreadable(_)))
+        .count()
+}
+
 /// An object that did not decode: reported, left out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {name} does not decode: {reason}")]
@@ -76,7 +94,8 @@ pub struct DecodeError {
     pub reason: String,
 }
 
-fn key_of(value: &Value) -> String {
+/// The cache key of an object: `namespace/name`.
+pub fn key_of(value: &Value) -> String {
     let namespace = value
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -87,23 +106,28 @@ fn key_of(value: &Value) -> String {
 
 impl Cache {
     pub fn replace_kind(&mut self, kind: &Kind, values: impl IntoIterator<Item = Value>) {
-        let objects = values
+        let objects: BTreeMap<String, Object> = values
             .into_iter()
             .map(|v| (key_of(&v), Object::decode(&kind.kind, v)))
             .collect();
-        self.objects.insert(kind.kind.clone(), objects);
+        self.unreadable += count_unreadable(objects.values());
+        if let Some(old) = self.objects.insert(kind.kind.clone(), objects) {
+            self.unreadable = self.unreadable.saturating_sub(count_unreadable(old.values()));
+        }
     }
 
     pub fn upsert(&mut self, kind: &Kind, value: Value) {
-        self.objects
-            .entry(kind.kind.clone())
-            .or_default()
-            .insert(key_of(&value), Object::decode(&kind.kind, value));
+        let key = key_of(&value);
+        let object = Object::decode(&kind.kind, value);
+        self.unreadable += count_unreadable([&object]);
+        let old = self.objects.entry(kind.kind.clone()).or_default().insert(key, object);
+        self.unreadable = self.unreadable.saturating_sub(count_unreadable(old.iter()));
     }
 
     pub fn remove(&mut self, kind: &Kind, value: &Value) {
         if let Some(objects) = self.objects.get_mut(&kind.kind) {
-            objects.remove(&key_of(value));
+            let old = objects.remove(&key_of(value));
+            self.unreadable = self.unreadable.saturating_sub(count_unreadable(old.iter()));
         }
     }
 
@@ -139,25 +163,183 @@ impl Cache {
         out
     }
 
-    /// The calculation's inputs for `node`, and the objects left out.
-    pub fn inputs(&self, node: &str) -> (Inputs, Vec<DecodeError>) {
-        let mut errors = Vec::new();
-        let pods: BTreeMap<String, &Pod> = self
-            .decoded(
-                "Pod",
-                |o| if let Object::Pod(p) = o { Some(p.as_ref()) } else { None },
-                &mut errors,
-            )
-            .into_iter()
-            .map(|pod| {
-                let key = format!(
-                    "{}/{}",
-                    pod.metadata.namespace.as_deref().unwrap_or("default"),
-                    pod.metadata.name.as_deref().unwrap_or("")
-                );
-                (key, pod)
+    /// The Pod endpoint `namespace`/`pod` belongs to.
+    fn pod(&self, namespace: &str, pod: &str) -> Option<&Pod> {
+        let pods = self.objects.get("Pod")?;
+        let found = |key: &str| match pods.get(key) {
+            Some(Object::Pod(p)) => Some(p.as_ref()),
+            _ => None,
+        };
+        // A Pod stored without a namespace is in `default`.
+        found(&format!("{namespace}/{pod}")).or_else(|| {
+            if namespace == "default" {
+                found(&format!("/{pod}"))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Namespace and pod name of a WorkloadEndpoint.
+    fn pod_of(endpoint: &WorkloadEndpoint) -> (String, String) {
+        let namespace = endpoint.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let pod = if endpoint.spec.pod.is_empty() {
+            endpoint.metadata.name.clone().unwrap_or_default()
+        } else {
+            endpoint.spec.pod.clone()
+        };
+        (namespace, pod)
+    }
+
+    /// A WorkloadEndpoint joined with its Pod.
+    fn join(&self, endpoint: &WorkloadEndpoint) -> Endpoint {
+        let (namespace, pod) = Self::pod_of(endpoint);
+        let spec = &endpoint.spec;
+        let pod_object = self.pod(&namespace, &pod);
+        let labels = pod_object.and_then(|p| p.metadata.labels.clone()).unwrap_or_default();
+        let mut ports: Vec<NamedPort> = spec
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(NamedPort {
+                    name: p.name.clone(),
+                    protocol: Protocol::parse(&p.protocol)?,
+                    port: p.port,
+                })
             })
             .collect();
+        if let Some(pod_spec) = pod_object.and_then(|p| p.spec.as_ref()) {
+            for container in &pod_spec.containers {
+                for port in container.ports.iter().flatten() {
+                    let (Some(name), Ok(number)) = (&port.name, u16::try_from(port.container_port)) else {
+                        continue;
+                    };
+                    let Some(protocol) = Protocol::parse(port.protocol.as_deref().unwrap_or("TCP")) else {
+                        continue;
+                    };
+                    ports.push(NamedPort {
+                        name: name.clone(),
+                        protocol,
+                        port: number,
+                    });
+                }
+            }
+        }
+        ports.sort();
+        ports.dedup();
+        let addresses: Vec<IpAddr> = spec
+            .ip_networks
+            .iter()
+            .filter_map(|n| {
+                n.parse::<IpNet>()
+                    .map(|n| n.addr())
+                    .or_else(|_| n.parse::<IpAddr>())
+                    .ok()
+            })
+            .collect();
+        Endpoint {
+            namespace,
+            pod,
+            node: spec.node.clone(),
+            interface: spec.interface_name.clone(),
+            addresses,
+            labels,
+            ports,
+        }
+    }
+
+    /// The endpoint of the WorkloadEndpoint stored at `key` (`namespace/name`), joined with
+    /// its Pod; `None` when there is none or it does not decode.
+    pub fn endpoint(&self, key: &str) -> Option<Endpoint> {
+        match self.objects.get("WorkloadEndpoint")?.get(key)? {
+            Object::Endpoint(endpoint) => Some(self.join(endpoint)),
+            _ => None,
+        }
+    }
+
+    /// The keys of the WorkloadEndpoints joined with the Pod stored at `pod_key`.
+    pub fn endpoints_of_pod(&self, pod_key: &str) -> Vec<String> {
+        let Some((pod_namespace, pod_name)) = pod_key.split_once('/') else {
+            return Vec::new();
+        };
+        let namespace_matches =
+            |namespace: &str| namespace == pod_namespace || (pod_namespace.is_empty() && namespace == "default");
+        self.objects
+            .get("WorkloadEndpoint")
+            .into_iter()
+            .flatten()
+            .filter(|(_, object)| match object {
+                Object::Endpoint(endpoint) => {
+                    let namespace = endpoint.metadata.namespace.as_deref().unwrap_or("default");
+                    let pod = if endpoint.spec.pod.is_empty() {
+                        endpoint.metadata.name.as_deref().unwrap_or("")
+                    } else {
+                        endpoint.spec.pod.as_str()
+                    };
+                    pod == pod_name && namespace_matches(namespace)
+                }
+                _ => false,
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Every endpoint of the cluster by WorkloadEndpoint key, joined with its Pod.
+    pub fn endpoints(&self, errors: &mut Vec<DecodeError>) -> BTreeMap<String, Endpoint> {
+        let mut endpoints = BTreeMap::new();
+        for (key, object) in self.objects.get("WorkloadEndpoint").into_iter().flatten() {
+            match object {
+                Object::Endpoint(endpoint) => {
+                    endpoints.insert(key.clone(), self.join(endpoint));
+                }
+                Object::Unreadable(reason) => errors.push(DecodeError {
+                    kind: "WorkloadEndpoint".into(),
+                    name: key.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => {}
+            }
+        }
+        endpoints
+    }
+
+    /// Every object that does not decode.
+    pub fn decode_errors(&self) -> Vec<DecodeError> {
+        let mut errors = Vec::new();
+        if self.unreadable == 0 {
+            return errors;
+        }
+        for (kind, objects) in &self.objects {
+            for (name, object) in objects {
+                if let Object::Unreadable(reason) = object {
+                    errors.push(DecodeError {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        errors
+    }
+
+    /// The calculation's inputs for `node`, and the objects left out.
+    pub fn inputs(&self, node: &str) -> (Inputs, Vec<DecodeError>) {
+        let (parts, errors) = self.parts();
+        let inputs = Inputs {
+            node: node.to_owned(),
+            endpoints: parts.endpoints.into_values().collect(),
+            namespaces: parts.namespaces,
+            policies: parts.policies,
+            pools: parts.pools,
+        };
+        (inputs, errors)
+    }
+
+    /// What the calculation reads, endpoints by key, and the objects left out (in kind order).
+    pub fn parts(&self) -> (Parts, Vec<DecodeError>) {
+        let mut errors = Vec::new();
+        let endpoints = self.endpoints(&mut errors);
         let mut namespaces = BTreeMap::new();
         let namespace_objects = self.decoded(
             "Namespace",
@@ -175,78 +357,6 @@ impl Cache {
             let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
             labels.insert("kubernetes.io/metadata.name".into(), name.clone());
             namespaces.insert(name, labels);
-        }
-        let mut endpoints = Vec::new();
-        let endpoint_objects = self.decoded(
-            "WorkloadEndpoint",
-            |o| {
-                if let Object::Endpoint(e) = o {
-                    Some(e.as_ref())
-                } else {
-                    None
-                }
-            },
-            &mut errors,
-        );
-        for endpoint in endpoint_objects {
-            let namespace = endpoint.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            let spec = &endpoint.spec;
-            let pod = if spec.pod.is_empty() {
-                endpoint.metadata.name.clone().unwrap_or_default()
-            } else {
-                spec.pod.clone()
-            };
-            let pod_object = pods.get(&format!("{namespace}/{pod}"));
-            let labels = pod_object.and_then(|p| p.metadata.labels.clone()).unwrap_or_default();
-            let mut ports: Vec<NamedPort> = spec
-                .ports
-                .iter()
-                .filter_map(|p| {
-                    Some(NamedPort {
-                        name: p.name.clone(),
-                        protocol: Protocol::parse(&p.protocol)?,
-                        port: p.port,
-                    })
-                })
-                .collect();
-            if let Some(pod_spec) = pod_object.and_then(|p| p.spec.as_ref()) {
-                for container in &pod_spec.containers {
-                    for port in container.ports.iter().flatten() {
-                        let (Some(name), Ok(number)) = (&port.name, u16::try_from(port.container_port)) else {
-                            continue;
-                        };
-                        let Some(protocol) = Protocol::parse(port.protocol.as_deref().unwrap_or("TCP")) else {
-                            continue;
-                        };
-                        ports.push(NamedPort {
-                            name: name.clone(),
-                            protocol,
-                            port: number,
-                        });
-                    }
-                }
-            }
-            ports.sort();
-            ports.dedup();
-            let addresses: Vec<IpAddr> = spec
-                .ip_networks
-                .iter()
-                .filter_map(|n| {
-                    n.parse::<IpNet>()
-                        .map(|n| n.addr())
-                        .or_else(|_| n.parse::<IpAddr>())
-                        .ok()
-                })
-                .collect();
-            endpoints.push(Endpoint {
-                namespace,
-                pod,
-                node: spec.node.clone(),
-                interface: spec.interface_name.clone(),
-                addresses,
-                labels,
-                ports,
-            });
         }
         let pools = self
             .decoded(
@@ -283,14 +393,14 @@ impl Cache {
             .into_iter()
             .cloned()
             .collect();
-        let inputs = Inputs {
-            node: node.to_owned(),
+        let parts = Parts {
             endpoints,
             namespaces,
             policies,
             pools,
         };
-        (inputs, errors)
+        // Every kind's, the Pods' included (they reach the calculation through the join).
+        (parts, self.decode_errors())
     }
 }
 

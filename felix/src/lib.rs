@@ -1,6 +1,7 @@
 //! weft-felix, the node's policy agent (DESIGN.md "Policy (felix)").
 //!
 //! Pure core: [`labels`], [`policy`], [`ranges`], [`calc`] (inputs → [`ruleset::Ruleset`]),
+//! [`incremental`] (the calculation kept between events: one pod's event recomputes that pod),
 //! [`render`] (ruleset → nft text whole, or a difference: element changes or text). Doors to
 //! the world: [`nft`] (an nf_tables netlink batch of our own for element changes, the `nft`
 //! binary for the rest), [`routes`] (host routes and proxy ARP), [`inputs`] (the datastore).
@@ -8,6 +9,7 @@
 
 pub mod calc;
 pub mod daemon;
+pub mod incremental;
 pub mod inputs;
 pub mod labels;
 pub mod listing;

@@ -164,25 +164,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Step>> {
     for (name, set) in &new.sets {
         match old.sets.get(name) {
             None => steps.push(Step::AddSet(name.clone(), set.clone())),
-            Some(old_set) if old_set.elements != set.elements => {
-                if is_interval(&set.kind) {
-                    // Interval elements are merged ranges: replace them all.
-                    steps.push(Step::FlushSet(name.clone()));
-                    if !set.elements.is_empty() {
-                        steps.push(set_change(Verb::Add, name, set.elements.iter()));
-                    }
-                } else {
-                    let gone: Vec<&Element> = old_set.elements.difference(&set.elements).collect();
-                    let added: Vec<&Element> = set.elements.difference(&old_set.elements).collect();
-                    if !gone.is_empty() {
-                        steps.push(set_change(Verb::Delete, name, gone.into_iter()));
-                    }
-                    if !added.is_empty() {
-                        steps.push(set_change(Verb::Add, name, added.into_iter()));
-                    }
-                }
-            }
-            Some(_) => {}
+            Some(old_set) => set_difference(name, old_set, set, &mut steps),
         }
     }
     // Every new chain exists before any rule jumps to it.
@@ -242,6 +224,29 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<Vec<Step>> {
         steps.push(Step::DeleteSet(name.clone()));
     }
     Some(steps)
+}
+
+/// The steps that turn the elements of set `name` from `old`'s into `new`'s (of one kind).
+pub fn set_difference(name: &str, old: &Set, new: &Set, steps: &mut Vec<Step>) {
+    if old.elements == new.elements {
+        return;
+    }
+    if is_interval(&new.kind) {
+        // Interval elements are merged ranges: replace them all.
+        steps.push(Step::FlushSet(name.to_owned()));
+        if !new.elements.is_empty() {
+            steps.push(set_change(Verb::Add, name, new.elements.iter()));
+        }
+    } else {
+        let gone: Vec<&Element> = old.elements.difference(&new.elements).collect();
+        let added: Vec<&Element> = new.elements.difference(&old.elements).collect();
+        if !gone.is_empty() {
+            steps.push(set_change(Verb::Delete, name, gone.into_iter()));
+        }
+        if !added.is_empty() {
+            steps.push(set_change(Verb::Add, name, added.into_iter()));
+        }
+    }
 }
 
 fn set_change<'a>(verb: Verb, set: &str, elements: impl Iterator<Item = &'a Element>) -> Step {

@@ -106,6 +106,9 @@ fn present() -> Result<BTreeSet<(String, String)>, RouteError> {
 /// Puts back missing host routes and proxy ARP of `endpoints`.
 pub fn reconcile(endpoints: &[EndpointRoutes]) -> Result<Repairs, RouteError> {
     let mut repairs = Repairs::default();
+    if !endpoints.iter().any(|e| exists(&e.interface)) {
+        return Ok(repairs);
+    }
     let present = present()?;
     let mut batch = String::new();
     for endpoint in endpoints.iter().filter(|e| exists(&e.interface)) {
