@@ -399,6 +399,17 @@ impl State {
         }
     }
 
+    /// The pending change of `set` (an empty delta when none yet).
+    fn set_change(&mut self, set: &str) -> &mut SetChange {
+        self.changes
+            .sets
+            .entry(set.to_owned())
+            .or_insert_with(|| SetChange::Delta {
+                added: BTreeSet::new(),
+                removed: BTreeSet::new(),
+            })
+    }
+
     fn insert_element(&mut self, set: &str, element: Element) {
         let Some(contents) = self.ruleset.sets.get_mut(set) else {
             return;
@@ -406,15 +417,7 @@ impl State {
         if !contents.elements.insert(element.clone()) {
             return;
         }
-        let change = self
-            .changes
-            .sets
-            .entry(set.to_owned())
-            .or_insert_with(|| SetChange::Delta {
-                added: BTreeSet::new(),
-                removed: BTreeSet::new(),
-            });
-        if let SetChange::Delta { added, removed } = change
+        if let SetChange::Delta { added, removed } = self.set_change(set)
             && !removed.remove(&element)
         {
             added.insert(element);
@@ -428,15 +431,7 @@ impl State {
         if !contents.elements.remove(element) {
             return;
         }
-        let change = self
-            .changes
-            .sets
-            .entry(set.to_owned())
-            .or_insert_with(|| SetChange::Delta {
-                added: BTreeSet::new(),
-                removed: BTreeSet::new(),
-            });
-        if let SetChange::Delta { added, removed } = change
+        if let SetChange::Delta { added, removed } = self.set_change(set)
             && !added.remove(element)
         {
             removed.insert(element.clone());
