@@ -62,6 +62,9 @@ struct Measured {
     converged: Duration,
     rss_median_kib: u64,
     rss_max_kib: u64,
+    /// Proportional memory (PSS): private pages plus each shared page divided by the processes
+    /// mapping it, what each node's daemon costs when all the lab's nodes run on one machine.
+    pss_median_kib: u64,
     /// Private memory (USS: Private_Clean + Private_Dirty): what one more node costs when the
     /// daemon's code is already in memory.
     private_median_kib: u64,
@@ -89,12 +92,12 @@ fn main() {
     let mut table = String::new();
     writeln!(
         table,
-        "| fabric | nodes run | up s | converged s | node RSS median MiB | node RSS max MiB | node private MiB | converged vs BIRD | RSS vs BIRD | private vs BIRD |"
+        "| fabric | nodes run | up s | converged s | node RSS median MiB | node RSS max MiB | node PSS MiB | node private MiB | converged vs BIRD | RSS vs BIRD | PSS vs BIRD | private vs BIRD |"
     )
     .unwrap();
     writeln!(
         table,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     .unwrap();
     for fabric in fabrics {
@@ -102,20 +105,22 @@ fn main() {
         let weft = run(fabric, NodeDaemon::Weft);
         for (daemon, measured) in [(NodeDaemon::Bird, &bird), (NodeDaemon::Weft, &weft)] {
             let ratio = |ours: f64, theirs: f64| format!("{:.2}×", ours / theirs);
-            let (time_ratio, rss_ratio, private_ratio) = (
+            let (time_ratio, rss_ratio, pss_ratio, private_ratio) = (
                 ratio(measured.converged.as_secs_f64(), bird.converged.as_secs_f64()),
                 ratio(measured.rss_median_kib as f64, bird.rss_median_kib as f64),
+                ratio(measured.pss_median_kib as f64, bird.pss_median_kib as f64),
                 ratio(measured.private_median_kib as f64, bird.private_median_kib as f64),
             );
             writeln!(
                 table,
-                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {time_ratio} | {rss_ratio} | {private_ratio} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {time_ratio} | {rss_ratio} | {pss_ratio} | {private_ratio} |",
                 fabric.describe(),
                 daemon.name(),
                 measured.up.as_secs_f64(),
                 measured.converged.as_secs_f64(),
                 measured.rss_median_kib as f64 / 1024.0,
                 measured.rss_max_kib as f64 / 1024.0,
+                measured.pss_median_kib as f64 / 1024.0,
                 measured.private_median_kib as f64 / 1024.0,
             )
             .unwrap();
@@ -124,6 +129,7 @@ fn main() {
     println!("\n{table}");
     println!("converged: from `weft-lab up` starting until every node has every other node's /26 in its FIB.");
     println!("RSS: peak resident memory (VmHWM) of each node's BGP daemon once converged, its code included;");
+    println!("PSS: its proportional share then (shared pages divided among the processes mapping them), each node's cost in this lab;");
     println!("private: its private memory (USS) then, what each further node adds once the code is in memory.");
 }
 
@@ -177,6 +183,7 @@ fn run(fabric: Fabric, daemon: NodeDaemon) -> Measured {
     let up = started.elapsed();
     let converged = wait_converged(&name, fabric, daemon, started);
     let (rss_median_kib, rss_max_kib) = node_memory(&name, daemon, "/status", "VmHWM:");
+    let (pss_median_kib, _) = node_memory(&name, daemon, "/smaps_rollup", "Pss:");
     let (private_median_kib, _) = node_memory(&name, daemon, "/smaps_rollup", "Private_");
     drop(lab);
     Measured {
@@ -184,6 +191,7 @@ fn run(fabric: Fabric, daemon: NodeDaemon) -> Measured {
         converged,
         rss_median_kib,
         rss_max_kib,
+        pss_median_kib,
         private_median_kib,
     }
 }
