@@ -166,6 +166,26 @@ fn main() {
     let (gbits, pps) = measure(&lab);
     println!("{:<34} {:>12.2} {:>14.0}", "no rules", gbits, pps);
 
+    // What any stateful filter pays: connection tracking, switched on by one `ct state` rule.
+    lab.router
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(
+            "table inet weft_bench_ct {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  \
+             ct state established,related accept\n }\n}\n"
+                .to_owned(),
+        )
+        .run()
+        .unwrap();
+    let (gbits, pps) = measure(&lab);
+    println!(
+        "{:<34} {:>12.2} {:>14.0}",
+        "conntrack only (1 ct state rule)", gbits, pps
+    );
+    lab.router
+        .run(&["nft", "delete", "table", "inet", "weft_bench_ct"])
+        .unwrap();
+
     let ruleset = calculate(&inputs()).ruleset;
     let rules: usize = ruleset.chains.values().map(|c| c.rules.len()).sum();
     let batch = render::full(&ruleset, None);
