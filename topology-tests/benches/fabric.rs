@@ -129,7 +129,9 @@ fn main() {
     println!("\n{table}");
     println!("converged: from `weft-lab up` starting until every node has every other node's /26 in its FIB.");
     println!("RSS: peak resident memory (VmHWM) of each node's BGP daemon once converged, its code included;");
-    println!("PSS: its proportional share then (shared pages divided among the processes mapping them), each node's cost in this lab;");
+    println!(
+        "PSS: its proportional share then (shared pages divided among the processes mapping them), each node's cost in this lab;"
+    );
     println!("private: its private memory (USS) then, what each further node adds once the code is in memory.");
 }
 
