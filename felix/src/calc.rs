@@ -330,15 +330,7 @@ impl<'a> Builder<'a> {
             established(),
             dispatch(Side::Source, FROM_ENDPOINT, "egress of the sending pod"),
             dispatch(Side::Destination, TO_ENDPOINT, "ingress of the receiving pod"),
-            Rule::new(
-                vec![Match::InterfacePrefix {
-                    side: Side::Destination,
-                    prefix: INTERFACE_PREFIX.into(),
-                }],
-                Action::Verdict(Verdict::Drop),
-                "a pod felix has not programmed",
-            )
-            .counted(),
+            unprogrammed_pod_drop(),
         ];
         let input = vec![
             established(),
@@ -391,15 +383,7 @@ impl<'a> Builder<'a> {
             .collect();
         let allow_egress = vec![
             dispatch(Side::Destination, TO_ENDPOINT, "ingress of the receiving pod"),
-            Rule::new(
-                vec![Match::InterfacePrefix {
-                    side: Side::Destination,
-                    prefix: INTERFACE_PREFIX.into(),
-                }],
-                Action::Verdict(Verdict::Drop),
-                "a pod felix has not programmed",
-            )
-            .counted(),
+            unprogrammed_pod_drop(),
             Rule::new(vec![], Action::Verdict(Verdict::Accept), "egress allowed"),
         ];
         self.ruleset.chains.insert(
@@ -723,6 +707,19 @@ fn merge_ports(mut ranges: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
         out.push((a, b));
     }
     out
+}
+
+/// Traffic to a weft interface no dispatch entry covers: a pod felix has not programmed yet.
+fn unprogrammed_pod_drop() -> Rule {
+    Rule::new(
+        vec![Match::InterfacePrefix {
+            side: Side::Destination,
+            prefix: INTERFACE_PREFIX.into(),
+        }],
+        Action::Verdict(Verdict::Drop),
+        "a pod felix has not programmed",
+    )
+    .counted()
 }
 
 #[cfg(test)]

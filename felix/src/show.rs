@@ -30,6 +30,19 @@ pub struct Invalid {
     pub reason: String,
 }
 
+/// The invalid policies a calculation reported.
+fn invalid_of(calculation: &calc::Calculation) -> Vec<Invalid> {
+    calculation
+        .problems
+        .iter()
+        .map(|p| Invalid {
+            policy: p.policy.clone(),
+            field: p.field.clone(),
+            reason: p.reason.clone(),
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointView {
     pub namespace: String,
@@ -71,30 +84,13 @@ pub fn report(cache: &Cache, kernel: Option<&Listing>) -> Report {
     for node in &nodes {
         let (inputs, _) = cache.inputs(node);
         let calculation = calc::calculate(&inputs);
-        invalid = calculation
-            .problems
-            .iter()
-            .map(|p| Invalid {
-                policy: p.policy.clone(),
-                field: p.field.clone(),
-                reason: p.reason.clone(),
-            })
-            .collect();
+        invalid = invalid_of(&calculation);
         for endpoint in calculation.endpoints {
             endpoints.push(view(node, endpoint, kernel));
         }
     }
     if nodes.is_empty() {
-        let calculation = calc::calculate(&all);
-        invalid = calculation
-            .problems
-            .iter()
-            .map(|p| Invalid {
-                policy: p.policy.clone(),
-                field: p.field.clone(),
-                reason: p.reason.clone(),
-            })
-            .collect();
+        invalid = invalid_of(&calc::calculate(&all));
     }
     endpoints.sort_by(|a, b| (&a.namespace, &a.pod, &a.interface).cmp(&(&b.namespace, &b.pod, &b.interface)));
     Report {

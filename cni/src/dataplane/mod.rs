@@ -40,7 +40,7 @@ use futures::{TryFutureExt, TryStreamExt};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::NeighbourState;
-use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::route::{RouteMessage, RouteScope};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub use self::inspect::inspect;
@@ -349,14 +349,15 @@ async fn host_routes(host: &Handle, index: u32, ifname: &str, addresses: &[IpAdd
                 .output_interface(index)
                 .build(),
         };
-        host.route()
-            .add(route)
-            .replace()
-            .execute()
-            .map_err(kernel(format!("add the host route to {address} via {ifname}")))
+        replace_route(host, route, format!("add the host route to {address} via {ifname}"))
     }))
     .await?;
     Ok(())
+}
+
+/// Adds (or replaces) `route`; `what` names it in the error.
+fn replace_route(handle: &Handle, route: RouteMessage, what: String) -> BoxFuture<'_, Result<(), DataplaneError>> {
+    Box::pin(handle.route().add(route).replace().execute().map_err(kernel(what)))
 }
 
 /// Inside the pod, pipelined: the link up, the gateways' neighbour entries, the link route to
@@ -401,23 +402,19 @@ async fn configure_pod(pod: &Handle, plan: &Plan) -> Result<u32, DataplaneError>
             .output_interface(index)
             .scope(RouteScope::Link)
             .build();
-        requests.push(Box::pin(
-            pod.route()
-                .add(to_gateway)
-                .replace()
-                .execute()
-                .map_err(kernel(format!("add the link route to {GATEWAY_V4}"))),
+        requests.push(replace_route(
+            pod,
+            to_gateway,
+            format!("add the link route to {GATEWAY_V4}"),
         ));
         let default = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(GATEWAY_V4)
             .output_interface(index)
             .build();
-        requests.push(Box::pin(
-            pod.route()
-                .add(default)
-                .replace()
-                .execute()
-                .map_err(kernel(format!("add the default route via {GATEWAY_V4}"))),
+        requests.push(replace_route(
+            pod,
+            default,
+            format!("add the default route via {GATEWAY_V4}"),
         ));
     }
     if plan.ipv6 {
@@ -425,12 +422,10 @@ async fn configure_pod(pod: &Handle, plan: &Plan) -> Result<u32, DataplaneError>
             .gateway(GATEWAY_V6)
             .output_interface(index)
             .build();
-        requests.push(Box::pin(
-            pod.route()
-                .add(default)
-                .replace()
-                .execute()
-                .map_err(kernel(format!("add the pod's IPv6 default route via {GATEWAY_V6}"))),
+        requests.push(replace_route(
+            pod,
+            default,
+            format!("add the pod's IPv6 default route via {GATEWAY_V6}"),
         ));
     }
     try_join_all(requests).await?;
