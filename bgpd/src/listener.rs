@@ -219,35 +219,58 @@ fn update_keys(listener: &TcpListener, reach: Reach, applied: &mut HashMap<IpAdd
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use weft_topology_tests::{Netns, require_netns};
+
     use super::*;
 
-    #[tokio::test]
-    async fn listen_addresses_get_a_socket_each_and_an_absent_one_still_binds() {
-        // 198.18.0.1 and 2001:db8::1 are on no interface here: IP_FREEBIND binds them anyway.
-        let addresses: Vec<IpAddr> = ["127.0.0.1", "198.18.0.1", "2001:db8::1"]
-            .iter()
-            .map(|text| text.parse().unwrap())
-            .collect();
-        let listeners = bind(&addresses, 0, &[]).unwrap();
-        let locals: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        let bound: Vec<IpAddr> = locals.iter().map(SocketAddr::ip).collect();
-        assert_eq!(bound, addresses);
-        let reach: Vec<Reach> = locals.iter().map(|local| Reach::of(*local)).collect();
-        assert!(reach[0].takes("198.19.0.1".parse().unwrap()));
-        assert!(!reach[0].takes("2001:db8::2".parse().unwrap()));
-        assert!(reach[2].takes("2001:db8::2".parse().unwrap()));
-        assert!(!reach[2].takes("198.19.0.1".parse().unwrap()), "IPv6 only");
-        // The loopback one accepts.
-        let connect = tokio::net::TcpStream::connect(locals[0]);
-        let (accepted, connected) = tokio::join!(listeners[0].accept(), connect);
-        assert_eq!(accepted.unwrap().1.ip(), connected.unwrap().local_addr().unwrap().ip());
+    /// Runs `test` on a runtime of its own inside a new network namespace (lo up, 198.19.0.1
+    /// on it), so that no socket of the test lives in the machine's own namespace.
+    fn in_netns(label: &str, test: impl std::future::Future<Output = ()> + Send) {
+        let Some(_support) = require_netns() else { return };
+        let netns = Netns::new(label).unwrap();
+        netns.ip(&["addr", "add", "198.19.0.1/32", "dev", "lo"]).unwrap();
+        netns
+            .within(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(test)
+            })
+            .unwrap();
     }
 
-    #[tokio::test]
-    async fn every_address_is_one_dual_stack_socket() {
-        let listeners = bind(&[], 0, &[]).unwrap_or_else(|error| panic!("{error}"));
-        assert_eq!(listeners.len(), 1);
-        let reach = Reach::of(listeners[0].local_addr().unwrap());
-        assert!(reach.takes("198.19.0.1".parse().unwrap()));
+    #[test]
+    fn listen_addresses_get_a_socket_each_and_an_absent_one_still_binds() {
+        in_netns("listen-addrs", async {
+            // 198.18.0.1 and 2001:db8::1 are on no interface here: IP_FREEBIND binds them anyway.
+            let addresses: Vec<IpAddr> = ["198.19.0.1", "198.18.0.1", "2001:db8::1"]
+                .iter()
+                .map(|text| text.parse().unwrap())
+                .collect();
+            let listeners = bind(&addresses, 0, &[]).unwrap();
+            let locals: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+            let bound: Vec<IpAddr> = locals.iter().map(SocketAddr::ip).collect();
+            assert_eq!(bound, addresses);
+            let reach: Vec<Reach> = locals.iter().map(|local| Reach::of(*local)).collect();
+            assert!(reach[0].takes("198.19.0.2".parse().unwrap()));
+            assert!(!reach[0].takes("2001:db8::2".parse().unwrap()));
+            assert!(reach[2].takes("2001:db8::2".parse().unwrap()));
+            assert!(!reach[2].takes("198.19.0.2".parse().unwrap()), "IPv6 only");
+            // The one on an interface accepts.
+            let connect = tokio::net::TcpStream::connect(locals[0]);
+            let (accepted, connected) = tokio::join!(listeners[0].accept(), connect);
+            assert_eq!(accepted.unwrap().1.ip(), connected.unwrap().local_addr().unwrap().ip());
+        });
+    }
+
+    #[test]
+    fn every_address_is_one_dual_stack_socket() {
+        in_netns("listen-any", async {
+            let listeners = bind(&[], 0, &[]).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(listeners.len(), 1);
+            let reach = Reach::of(listeners[0].local_addr().unwrap());
+            assert!(reach.takes("198.19.0.2".parse().unwrap()));
+        });
     }
 }
