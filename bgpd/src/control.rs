@@ -142,6 +142,8 @@ pub struct NeighborCapabilities {
     pub enhanced_route_refresh: bool,
     /// Extended messages (RFC 8654).
     pub extended_messages: bool,
+    /// IPv4 unicast routes with IPv6 next hops (RFC 8950).
+    pub extended_next_hop: bool,
     /// The peer's graceful restart capability, when both sides offered one (RFC 4724).
     pub graceful_restart: Option<NeighborGracefulRestart>,
 }

@@ -4,8 +4,12 @@
 //! NLRI with NEXT_HOP, MP_REACH_NLRI and MP_UNREACH_NLRI for IPv4 and IPv6 unicast) and building
 //! the UPDATEs that advertise or withdraw prefixes ([`advertisements`], [`withdrawals`],
 //! [`end_of_rib`]). IPv4 unicast is advertised in the classic NLRI field with NEXT_HOP, IPv6
-//! unicast in MP_REACH_NLRI with the global next hop only. Messages are cut so each stays well
-//! under the 4096-octet limit.
+//! unicast in MP_REACH_NLRI with the global next hop only, and IPv4 unicast with an IPv6 next
+//! hop (RFC 8950 §3, extended next hop) in MP_REACH_NLRI AFI 1 with a 16-octet next hop. A
+//! received IPv4-mapped IPv6 next hop (`::ffff:a.b.c.d`, as GoBGP writes for IPv4 routes) is
+//! read as the IPv4 address it maps. Messages are filled up to the session's limit
+//! ([`UpdateEncoding`]: 4096 octets, or 65535 with RFC 8654 extended messages), counting the
+//! octets of the attributes and of each prefix.
 //!
 //! Must never: decide which routes to accept or send (the RIB and policy do), or panic on any
 //! UPDATE the codec passed. The codec has already applied RFC 7606: a malformed UPDATE arrives
@@ -27,14 +31,46 @@ use netgauze_bgp_pkt::path_attribute::{
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
+use netgauze_parse_utils::WritablePdu;
 
 use crate::capabilities::AS_TRANS;
+use crate::framing::MessageType;
 use crate::route::{AsPath, AsPathSegment, Origin, PathAttributes, Prefix};
 
-/// IPv4 prefixes per UPDATE: at most 5 octets each, so 500 stay under 2600 octets of NLRI.
-const IPV4_PREFIXES_PER_UPDATE: usize = 500;
-/// IPv6 prefixes per UPDATE: at most 17 octets each, so 150 stay under 2600 octets of NLRI.
-const IPV6_PREFIXES_PER_UPDATE: usize = 150;
+/// Octets of an UPDATE around its attributes and NLRI: the header (19), Withdrawn Routes
+/// Length (2) and Total Path Attribute Length (2) (RFC 4271 §4.3).
+const UPDATE_FIXED_OCTETS: usize = 23;
+/// Octets of a NEXT_HOP attribute: flags, type, length, the address.
+const NEXT_HOP_OCTETS: usize = 7;
+/// Octets of an MP_REACH_NLRI attribute before its next hop and NLRI, counted with the extended
+/// length: flags, type, length (2), AFI, SAFI, next hop length; and the reserved octet after
+/// the next hop (RFC 4760 §3).
+const MP_REACH_OCTETS: usize = 4 + 4 + 1;
+/// Octets of an MP_UNREACH_NLRI attribute before its NLRI (extended length), RFC 4760 §4.
+const MP_UNREACH_OCTETS: usize = 4 + 3;
+
+/// How UPDATEs are written on one session: what both OPENs negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpdateEncoding {
+    /// AS_PATH with 4-octet AS numbers (RFC 6793); otherwise AS_TRANS and AS4_PATH.
+    pub four_octet_as: bool,
+    /// Messages up to 65535 octets (RFC 8654) instead of 4096.
+    pub extended_messages: bool,
+}
+
+impl UpdateEncoding {
+    /// 4-octet AS numbers, messages up to 4096 octets: what most sessions negotiate.
+    pub const FOUR_OCTET_AS: Self = Self {
+        four_octet_as: true,
+        extended_messages: false,
+    };
+
+    /// The largest UPDATE the peer takes, header included.
+    pub const fn max_length(self) -> usize {
+        let (_, max) = MessageType::Update.length_bounds(self.extended_messages);
+        max as usize
+    }
+}
 
 /// The routes one UPDATE carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,7 +155,7 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
             }
             PathAttributeValue::MpReach(MpReach::Ipv4Unicast { next_hop, nlri, .. }) => {
                 let prefixes = nlri.iter().map(|a| IpNet::V4(a.network().address())).collect();
-                mp_v4 = Some((*next_hop, prefixes));
+                mp_v4 = Some((ipv4_route_next_hop(*next_hop), prefixes));
             }
             PathAttributeValue::MpReach(MpReach::Ipv6Unicast {
                 next_hop_global, nlri, ..
@@ -174,6 +210,15 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
         }
     }
     routes
+}
+
+/// The next hop of an IPv4 route from MP_REACH_NLRI: an IPv6 address (RFC 8950), or the IPv4
+/// address an IPv4-mapped one (`::ffff:a.b.c.d`) stands for.
+fn ipv4_route_next_hop(next_hop: IpAddr) -> IpAddr {
+    match next_hop {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(next_hop, IpAddr::V4),
+        IpAddr::V4(_) => next_hop,
+    }
 }
 
 fn read_as_path(path: &WireAsPath) -> AsPath {
@@ -261,7 +306,13 @@ fn write_as_path(path: &AsPath, four_octet_as: bool) -> WireAsPath {
 
 fn attribute(optional: bool, transitive: bool, value: PathAttributeValue) -> Option<PathAttribute> {
     // Only flag combinations netgauze accepts for the value are passed; stay total anyway.
-    PathAttribute::from(optional, transitive, false, false, value).ok()
+    let short = PathAttribute::from(optional, transitive, false, false, value).ok()?;
+    // RFC 4271 §4.3: a value longer than 255 octets needs the Extended Length flag (and
+    // netgauze writes two length octets without setting it).
+    if short.len() <= 3 + usize::from(u8::MAX) {
+        return Some(short);
+    }
+    PathAttribute::from(optional, transitive, false, true, short.value().clone()).ok()
 }
 
 fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<PathAttribute> {
@@ -349,6 +400,30 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
     list.into_iter().flatten().collect()
 }
 
+/// Octets of one prefix in NLRI (RFC 4271 §4.3): its length octet and its significant octets.
+fn nlri_octets(prefix: &Prefix) -> usize {
+    1 + usize::from(prefix.prefix_len()).div_ceil(8)
+}
+
+/// Cuts `prefixes` into runs of at most `room` octets of NLRI each (at least one prefix per run,
+/// so a run may be too long only when the attributes alone nearly fill a message).
+fn cut(prefixes: &[Prefix], room: usize) -> Vec<&[Prefix]> {
+    let mut runs = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, prefix) in prefixes.iter().enumerate() {
+        let octets = nlri_octets(prefix);
+        if i > start && used + octets > room {
+            runs.push(&prefixes[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += octets;
+    }
+    if start < prefixes.len() {
+        runs.push(&prefixes[start..]);
+    }
+    runs
+}
+
 fn ipv4_addresses(prefixes: &[Prefix]) -> Vec<Ipv4UnicastAddress> {
     prefixes
         .iter()
@@ -371,56 +446,83 @@ fn ipv6_addresses(prefixes: &[Prefix]) -> Vec<Ipv6UnicastAddress> {
         .collect()
 }
 
-/// UPDATEs advertising `prefixes` with `attributes`. The next hop of `attributes` must be of
-/// the prefixes' family; prefixes of the other family are left out.
-pub fn advertisements(prefixes: &[Prefix], attributes: &PathAttributes, four_octet_as: bool) -> Vec<BgpUpdateMessage> {
-    let common = common_attributes(attributes, four_octet_as);
+fn of_family(prefixes: &[Prefix], v4: bool) -> Vec<Prefix> {
+    prefixes.iter().filter(|p| p.addr().is_ipv4() == v4).copied().collect()
+}
+
+/// UPDATEs advertising `prefixes` with `attributes`, each as full as `encoding` allows.
+///
+/// With an IPv4 next hop only the IPv4 prefixes are sent (classic NLRI and NEXT_HOP). With an
+/// IPv6 next hop the IPv6 prefixes go in MP_REACH_NLRI AFI 2 and the IPv4 ones in MP_REACH_NLRI
+/// AFI 1 (RFC 8950 §3): the caller passes IPv4 prefixes with an IPv6 next hop only on a session
+/// that negotiated the extended next hop capability for IPv4 unicast.
+pub fn advertisements(
+    prefixes: &[Prefix],
+    attributes: &PathAttributes,
+    encoding: UpdateEncoding,
+) -> Vec<BgpUpdateMessage> {
+    let common = common_attributes(attributes, encoding.four_octet_as);
+    let common_octets: usize = common.iter().map(WritablePdu::len).sum();
+    let room = encoding
+        .max_length()
+        .saturating_sub(UPDATE_FIXED_OCTETS + common_octets);
+    let with = |reach: PathAttributeValue, optional: bool| {
+        let mut list = common.clone();
+        list.extend(attribute(optional, !optional, reach));
+        list
+    };
     match attributes.next_hop {
-        IpAddr::V4(next_hop) => ipv4_addresses(prefixes)
-            .chunks(IPV4_PREFIXES_PER_UPDATE)
-            .map(|chunk| {
-                let mut list = common.clone();
-                list.extend(attribute(
-                    false,
-                    true,
-                    PathAttributeValue::NextHop(NextHop::new(next_hop)),
-                ));
-                BgpUpdateMessage::new(vec![], list, chunk.to_vec())
-            })
-            .collect(),
-        IpAddr::V6(next_hop) => ipv6_addresses(prefixes)
-            .chunks(IPV6_PREFIXES_PER_UPDATE)
-            .map(|chunk| {
-                let mut list = common.clone();
-                list.extend(attribute(
-                    true,
-                    false,
-                    PathAttributeValue::MpReach(MpReach::Ipv6Unicast {
-                        next_hop_global: next_hop,
-                        next_hop_local: None,
-                        nlri: chunk.to_vec().into(),
-                    }),
-                ));
-                BgpUpdateMessage::new(vec![], list, vec![])
-            })
-            .collect(),
+        IpAddr::V4(next_hop) => {
+            let v4 = of_family(prefixes, true);
+            cut(&v4, room.saturating_sub(NEXT_HOP_OCTETS))
+                .into_iter()
+                .map(|run| {
+                    let list = with(PathAttributeValue::NextHop(NextHop::new(next_hop)), false);
+                    BgpUpdateMessage::new(vec![], list, ipv4_addresses(run))
+                })
+                .collect()
+        }
+        IpAddr::V6(next_hop) => {
+            let room = room.saturating_sub(MP_REACH_OCTETS + 16);
+            let v6 = of_family(prefixes, false);
+            let v4 = of_family(prefixes, true);
+            let ipv6 = cut(&v6, room).into_iter().map(|run| {
+                let reach = MpReach::Ipv6Unicast {
+                    next_hop_global: next_hop,
+                    next_hop_local: None,
+                    nlri: ipv6_addresses(run).into(),
+                };
+                BgpUpdateMessage::new(vec![], with(PathAttributeValue::MpReach(reach), true), vec![])
+            });
+            let ipv4 = cut(&v4, room).into_iter().map(|run| {
+                let reach = MpReach::Ipv4Unicast {
+                    next_hop: IpAddr::V6(next_hop),
+                    next_hop_local: None,
+                    nlri: ipv4_addresses(run).into(),
+                };
+                BgpUpdateMessage::new(vec![], with(PathAttributeValue::MpReach(reach), true), vec![])
+            });
+            ipv6.chain(ipv4).collect()
+        }
     }
 }
 
-/// UPDATEs withdrawing `prefixes`: IPv4 in Withdrawn Routes, IPv6 in MP_UNREACH_NLRI.
-pub fn withdrawals(prefixes: &[Prefix]) -> Vec<BgpUpdateMessage> {
-    let v4 = ipv4_addresses(prefixes);
-    let v6 = ipv6_addresses(prefixes);
-    let mut updates: Vec<BgpUpdateMessage> = v4
-        .chunks(IPV4_PREFIXES_PER_UPDATE)
-        .map(|chunk| BgpUpdateMessage::new(chunk.to_vec(), vec![], vec![]))
+/// UPDATEs withdrawing `prefixes`, each as full as `encoding` allows: IPv4 in Withdrawn
+/// Routes, IPv6 in MP_UNREACH_NLRI.
+pub fn withdrawals(prefixes: &[Prefix], encoding: UpdateEncoding) -> Vec<BgpUpdateMessage> {
+    let room = encoding.max_length().saturating_sub(UPDATE_FIXED_OCTETS);
+    let v4 = of_family(prefixes, true);
+    let v6 = of_family(prefixes, false);
+    let mut updates: Vec<BgpUpdateMessage> = cut(&v4, room)
+        .into_iter()
+        .map(|run| BgpUpdateMessage::new(ipv4_addresses(run), vec![], vec![]))
         .collect();
-    updates.extend(v6.chunks(IPV6_PREFIXES_PER_UPDATE).map(|chunk| {
+    updates.extend(cut(&v6, room.saturating_sub(MP_UNREACH_OCTETS)).into_iter().map(|run| {
         let unreach = attribute(
             true,
             false,
             PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast {
-                nlri: chunk.to_vec().into(),
+                nlri: ipv6_addresses(run).into(),
             }),
         );
         BgpUpdateMessage::new(vec![], unreach.into_iter().collect::<Vec<_>>(), vec![])
@@ -480,6 +582,8 @@ mod tests {
     use super::*;
     use crate::codec::{CodecContext, Message, decode_message, encode};
 
+    const FOUR_OCTET: UpdateEncoding = UpdateEncoding::FOUR_OCTET_AS;
+
     fn context() -> CodecContext {
         CodecContext {
             four_octet_as: true,
@@ -524,7 +628,7 @@ mod tests {
             ..attributes("198.19.0.1")
         };
         let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
-        let update = advertisements(&prefixes, &sent, true)
+        let update = advertisements(&prefixes, &sent, FOUR_OCTET)
             .into_iter()
             .next()
             .expect("one UPDATE");
@@ -549,7 +653,7 @@ mod tests {
             ..attributes("198.19.0.1")
         };
         let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
-        let update = advertisements(&prefixes, &sent, false)
+        let update = advertisements(&prefixes, &sent, UpdateEncoding::default())
             .into_iter()
             .next()
             .expect("one UPDATE");
@@ -599,7 +703,7 @@ mod tests {
             "198.18.1.0/26".parse().expect("prefix"),
             "198.18.2.0/24".parse().expect("p"),
         ];
-        let updates = advertisements(&prefixes, &attributes("198.19.0.2"), true);
+        let updates = advertisements(&prefixes, &attributes("198.19.0.2"), FOUR_OCTET);
         assert_eq!(updates.len(), 1);
         let routes = round_trip(updates[0].clone());
         assert!(routes.withdrawn.is_empty());
@@ -616,7 +720,7 @@ mod tests {
     #[test]
     fn ipv6_advertisement_and_withdrawal_read_back_as_sent() {
         let prefixes: Vec<Prefix> = vec!["2001:db8:1::/64".parse().expect("prefix")];
-        let updates = advertisements(&prefixes, &attributes("2001:db8::2"), true);
+        let updates = advertisements(&prefixes, &attributes("2001:db8::2"), FOUR_OCTET);
         let routes = round_trip(updates[0].clone());
         assert_eq!(routes.advertised.len(), 1);
         assert_eq!(
@@ -624,7 +728,7 @@ mod tests {
             "2001:db8::2".parse::<IpAddr>().expect("address")
         );
         let mixed: Vec<Prefix> = vec![prefixes[0], "198.18.1.0/26".parse().expect("prefix")];
-        let mut withdrawn: Vec<Prefix> = withdrawals(&mixed)
+        let mut withdrawn: Vec<Prefix> = withdrawals(&mixed, FOUR_OCTET)
             .into_iter()
             .flat_map(|u| round_trip(u).withdrawn)
             .collect();
@@ -634,17 +738,153 @@ mod tests {
         assert_eq!(withdrawn, expected);
     }
 
-    #[test]
-    fn many_prefixes_are_cut_into_messages_that_encode() {
-        let prefixes: Vec<Prefix> = (0..=255u8)
+    fn many_v4_prefixes() -> Vec<Prefix> {
+        (0..=255u8)
             .flat_map(|a| (0..8u8).map(move |b| format!("198.18.{a}.{}/29", b * 8)))
             .map(|text| text.parse().expect("prefix"))
-            .collect();
-        let updates = advertisements(&prefixes, &attributes("198.19.0.2"), true);
-        assert_eq!(updates.len(), prefixes.len().div_ceil(IPV4_PREFIXES_PER_UPDATE));
+            .collect()
+    }
+
+    /// Encodes every UPDATE under `context`, and returns the prefixes they advertise and the
+    /// length of each.
+    fn encoded(updates: Vec<BgpUpdateMessage>, context: &CodecContext) -> (Vec<Prefix>, Vec<usize>) {
+        let mut prefixes = Vec::new();
+        let mut lengths = Vec::new();
         for update in updates {
-            encode(&Message::Update(update), &context()).expect("fits in 4096 octets");
+            let bytes = encode(&Message::Update(update), context).expect("fits the limit");
+            lengths.push(bytes.len());
+            let received = decode_message(&bytes, context).expect("decodes").expect("kept");
+            let Message::Update(update) = received.message else {
+                panic!("not an UPDATE");
+            };
+            let routes = read_update(&update);
+            prefixes.extend(routes.advertised.into_iter().map(|(p, _)| p));
+            prefixes.extend(routes.withdrawn);
         }
+        (prefixes, lengths)
+    }
+
+    #[test]
+    fn many_prefixes_fill_messages_of_at_most_4096_octets() {
+        let prefixes = many_v4_prefixes();
+        let updates = advertisements(&prefixes, &attributes("198.19.0.2"), FOUR_OCTET);
+        let (sent, lengths) = encoded(updates, &context());
+        assert_eq!(sent, prefixes);
+        // 2048 prefixes of 5 octets: 10240 octets of NLRI, three messages, all but the last
+        // within a prefix of the limit.
+        assert_eq!(lengths.len(), 3, "{lengths:?}");
+        assert!(lengths[..2].iter().all(|&l| l > 4096 - 5 && l <= 4096), "{lengths:?}");
+        let (withdrawn, lengths) = encoded(withdrawals(&prefixes, FOUR_OCTET), &context());
+        assert_eq!(withdrawn, prefixes);
+        assert_eq!(lengths.len(), 3, "{lengths:?}");
+    }
+
+    #[test]
+    fn many_ipv6_prefixes_fill_messages_with_an_extended_length_mp_reach() {
+        let prefixes: Vec<Prefix> = (0..600u32)
+            .map(|i| {
+                format!("2001:db8:{:x}:{:x}::/64", i / 256, i % 256)
+                    .parse()
+                    .expect("prefix")
+            })
+            .collect();
+        let updates = advertisements(&prefixes, &attributes("2001:db8::2"), FOUR_OCTET);
+        let (sent, lengths) = encoded(updates, &context());
+        assert_eq!(sent, prefixes);
+        // 600 prefixes of 9 octets: 5400 octets, two messages.
+        assert_eq!(lengths.len(), 2, "{lengths:?}");
+        let (withdrawn, _) = encoded(withdrawals(&prefixes, FOUR_OCTET), &context());
+        assert_eq!(withdrawn, prefixes);
+    }
+
+    #[test]
+    fn with_extended_messages_one_update_carries_what_needs_three_without() {
+        let prefixes = many_v4_prefixes();
+        let extended = UpdateEncoding {
+            extended_messages: true,
+            ..FOUR_OCTET
+        };
+        let context = CodecContext {
+            extended_messages: true,
+            ..context()
+        };
+        let (sent, lengths) = encoded(advertisements(&prefixes, &attributes("198.19.0.2"), extended), &context);
+        assert_eq!(sent, prefixes);
+        assert_eq!(lengths.len(), 1, "{lengths:?}");
+        assert!(lengths[0] > 10_240, "{lengths:?}");
+        let (withdrawn, lengths) = encoded(withdrawals(&prefixes, extended), &context);
+        assert_eq!((withdrawn, lengths.len()), (prefixes, 1));
+    }
+
+    #[test]
+    fn ipv4_routes_with_an_ipv6_next_hop_go_in_mp_reach_afi_1() {
+        let prefixes: Vec<Prefix> = vec![
+            "198.18.1.0/26".parse().expect("prefix"),
+            "2001:db8:1::/64".parse().expect("prefix"),
+        ];
+        let updates = advertisements(&prefixes, &attributes("2001:db8:ff::2"), FOUR_OCTET);
+        assert_eq!(updates.len(), 2, "one UPDATE per family");
+        let ipv4 = updates
+            .iter()
+            .find_map(|u| {
+                u.path_attributes().iter().find_map(|a| match a.value() {
+                    PathAttributeValue::MpReach(MpReach::Ipv4Unicast { next_hop, nlri, .. }) => {
+                        Some((*next_hop, nlri.len()))
+                    }
+                    _ => None,
+                })
+            })
+            .expect("an MP_REACH_NLRI for IPv4 unicast");
+        assert_eq!(ipv4, ("2001:db8:ff::2".parse().expect("address"), 1));
+        let mut got: Vec<(Prefix, IpAddr)> = updates
+            .into_iter()
+            .flat_map(|u| round_trip(u).advertised)
+            .map(|(p, a)| (p, a.next_hop))
+            .collect();
+        got.sort();
+        let next_hop: IpAddr = "2001:db8:ff::2".parse().expect("address");
+        assert_eq!(got, vec![(prefixes[0], next_hop), (prefixes[1], next_hop)]);
+    }
+
+    /// RFC 8950 §3 as FRR sends it: MP_REACH_NLRI AFI 1 SAFI 1, a 32-octet next hop (global and
+    /// link-local), one IPv4 prefix. And GoBGP's IPv4-mapped next hop.
+    #[test]
+    fn ipv4_routes_with_an_ipv6_next_hop_are_read_and_a_mapped_one_is_ipv4() {
+        let read = |next_hop: &[u8]| {
+            let mut bytes = vec![0xff; 16];
+            let mut attributes = vec![0x40, 1, 1, 0]; // ORIGIN IGP
+            attributes.extend([0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe8]); // AS_PATH 65000
+            let mut reach = vec![0, 1, 1, u8::try_from(next_hop.len()).expect("short")];
+            reach.extend_from_slice(next_hop);
+            reach.extend([0, 24, 198, 18, 100]); // reserved, 198.18.100.0/24
+            attributes.extend([0x80, 14, u8::try_from(reach.len()).expect("short")]);
+            attributes.extend(reach);
+            let length = 19 + 2 + 2 + attributes.len();
+            bytes.extend(u16::try_from(length).expect("short").to_be_bytes());
+            bytes.push(2);
+            bytes.extend([0, 0]);
+            bytes.extend(u16::try_from(attributes.len()).expect("short").to_be_bytes());
+            bytes.extend(attributes);
+            let received = decode_message(&bytes, &context()).expect("decodes").expect("kept");
+            assert!(received.update_errors.is_empty(), "{:?}", received.update_errors);
+            let Message::Update(update) = received.message else {
+                panic!("not an UPDATE");
+            };
+            let routes = read_update(&update);
+            assert_eq!(routes.advertised.len(), 1, "{routes:?}");
+            assert_eq!(
+                routes.advertised[0].0,
+                "198.18.100.0/24".parse::<Prefix>().expect("prefix")
+            );
+            routes.advertised[0].1.next_hop
+        };
+        let global: std::net::Ipv6Addr = "2001:db8:ff::1".parse().expect("address");
+        let link_local: std::net::Ipv6Addr = "fe80::1".parse().expect("address");
+        let both: Vec<u8> = global.octets().into_iter().chain(link_local.octets()).collect();
+        assert_eq!(read(&both), IpAddr::V6(global));
+        assert_eq!(read(&global.octets()), IpAddr::V6(global));
+        let mapped: std::net::Ipv6Addr = "::ffff:198.19.0.1".parse().expect("address");
+        assert_eq!(read(&mapped.octets()), "198.19.0.1".parse::<IpAddr>().expect("address"));
     }
 
     #[test]

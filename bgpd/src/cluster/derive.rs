@@ -552,6 +552,9 @@ impl<'a> Peering<'a> {
             restart_time: settings.restart_time,
             // Calico: on eBGP sessions only (iBGP keeps a learned route's next hop anyway).
             next_hop_keep: settings.next_hop_keep && !internal,
+            // Calico's resources have no field for either; one session per family.
+            extended_next_hop: false,
+            extended_messages: false,
         };
         self.configs.insert(address, config);
         self.sources.insert(address, source.to_owned());

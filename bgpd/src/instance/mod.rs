@@ -299,10 +299,11 @@ impl Instance {
             policy: peer.config.export.clone(),
             cluster_id: self.cluster_id,
             next_hop_keep: peer.config.next_hop_keep && !info.internal,
+            extended_next_hop: negotiated.ipv4_over_ipv6(),
         };
         for family in &negotiated.families {
             let has_next_hop = match family {
-                AddressType::Ipv4Unicast => export.next_hop_v4.is_some(),
+                AddressType::Ipv4Unicast => export.next_hop_v4.is_some() || export.extended_next_hop,
                 AddressType::Ipv6Unicast => export.next_hop_v6.is_some(),
                 _ => true,
             };
@@ -375,10 +376,10 @@ impl Instance {
                 },
             }
         }
-        let four_octet_as = session.negotiated.four_octet_as;
-        let mut updates = withdrawals(&withdrawn);
+        let encoding = session.negotiated.update_encoding();
+        let mut updates = withdrawals(&withdrawn, encoding);
         for (attributes, prefixes) in &advertised {
-            updates.extend(advertisements(prefixes, attributes, four_octet_as));
+            updates.extend(advertisements(prefixes, attributes, encoding));
         }
         send(peer, updates).await;
     }

@@ -108,6 +108,7 @@ impl Instance {
                 route_refresh: n.route_refresh,
                 enhanced_route_refresh: n.enhanced_route_refresh,
                 extended_messages: n.extended_messages,
+                extended_next_hop: n.ipv4_over_ipv6(),
                 graceful_restart: n.graceful_restart.as_ref().map(|restart| NeighborGracefulRestart {
                     restart_time: restart.restart_time,
                     restarting: restart.restarting,
