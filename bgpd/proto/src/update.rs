@@ -817,6 +817,42 @@ mod tests {
     }
 
     #[test]
+    fn an_update_over_4096_octets_is_taken_only_when_extended_messages_were_negotiated() {
+        let extended = CodecContext {
+            extended_messages: true,
+            ..context()
+        };
+        let encoding = UpdateEncoding {
+            extended_messages: true,
+            ..FOUR_OCTET
+        };
+        let update = advertisements(&many_v4_prefixes(), &attributes("198.19.0.2"), encoding)
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        let message = Message::Update(update);
+        assert!(encode(&message, &context()).is_err(), "not sent without the capability");
+        let bytes = encode(&message, &extended).expect("encodes");
+        let length = u16::try_from(bytes.len()).expect("at most 65535");
+        assert!(length > 4096);
+        // RFC 8654 §4 / RFC 4271 §6.1: Message Header Error, Bad Message Length, the length as data.
+        let error = decode_message(&bytes, &context()).expect_err("too long");
+        assert_eq!(
+            error.notification(),
+            crate::Notification::message_header(
+                crate::notification::header::BAD_MESSAGE_LENGTH,
+                length.to_be_bytes().to_vec()
+            )
+        );
+        assert_eq!((error.notification().code, error.notification().subcode), (1, 2));
+        let received = decode_message(&bytes, &extended).expect("decodes").expect("kept");
+        let Message::Update(update) = received.message else {
+            panic!("not an UPDATE");
+        };
+        assert_eq!(read_update(&update).advertised.len(), 2048);
+    }
+
+    #[test]
     fn ipv4_routes_with_an_ipv6_next_hop_go_in_mp_reach_afi_1() {
         let prefixes: Vec<Prefix> = vec![
             "198.18.1.0/26".parse().expect("prefix"),
