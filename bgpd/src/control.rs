@@ -76,6 +76,9 @@ pub struct RouteStatus {
     pub originator_id: Option<String>,
     /// CLUSTER_LIST of a reflected route, most recent first (RFC 4456).
     pub cluster_list: Vec<String>,
+    /// AGGREGATOR as `ASN ADDRESS` (the 4-octet AS, also when a 2-octet peer sent it in
+    /// AS4_AGGREGATOR, RFC 6793).
+    pub aggregator: Option<String>,
     /// Kept from a peer whose session went down, until it comes back with its End-of-RIB
     /// (graceful restart, RFC 4724).
     pub stale: bool,

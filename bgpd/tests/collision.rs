@@ -169,6 +169,7 @@ fn establish_and_exchange(lab: &Lab, winner: &mut TcpStream) -> Result<()> {
         large_communities: Vec::new(),
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
     };
     for update in advertisements(
         &["198.18.100.0/24".parse()?],

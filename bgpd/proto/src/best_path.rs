@@ -132,6 +132,7 @@ mod tests {
                 large_communities: Vec::new(),
                 originator_id: None,
                 cluster_list: Vec::new(),
+                aggregator: None,
             }),
         }
     }

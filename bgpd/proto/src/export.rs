@@ -171,6 +171,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
             large_communities: attributes.large_communities.clone(),
             originator_id: attributes.originator_id,
             cluster_list: attributes.cluster_list.clone(),
+            aggregator: attributes.aggregator,
         };
         return Some(Arc::new(match reflect {
             Some((from, cluster_id)) => reflected(&sent, &from, cluster_id),
@@ -203,6 +204,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         large_communities: attributes.large_communities.clone(),
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: attributes.aggregator,
     }))
 }
 
@@ -247,6 +249,7 @@ mod tests {
                 large_communities: Vec::new(),
                 originator_id: None,
                 cluster_list: Vec::new(),
+                aggregator: None,
             }),
         }
     }

@@ -15,8 +15,11 @@
 //! UPDATE the codec passed. The codec has already applied RFC 7606: a malformed UPDATE arrives
 //! rewritten as a withdrawal.
 //!
-//! Not yet: merging a 2-octet AS_PATH with AS4_PATH (RFC 6793 §4.2.3) for peers without the
-//! 4-octet AS capability; such a peer's AS_PATH is read as is.
+//! RFC 6793 with a 2-octet speaker: AS_PATH and AGGREGATOR are written with AS_TRANS for AS
+//! numbers above 65535, followed by AS4_PATH and AS4_AGGREGATOR with the true ones; on receipt
+//! those are merged back (§4.2.3), unless AGGREGATOR holds another AS than AS_TRANS.
+//!
+//! Not yet: ATOMIC_AGGREGATE is neither read nor passed on.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,17 +28,19 @@ use ipnet::IpNet;
 use netgauze_bgp_pkt::community::{Community, LargeCommunity};
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
-    As2PathSegment, As4Path, As4PathSegment, AsPath as WireAsPath, AsPathSegmentType, ClusterId, ClusterList,
-    Communities, LargeCommunities, LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop,
-    Origin as WireOrigin, Originator, PathAttribute, PathAttributeValue,
+    Aggregator as WireAggregator, As2Aggregator, As2PathSegment, As4Aggregator, As4Path, As4PathSegment,
+    AsPath as WireAsPath, AsPathSegmentType, ClusterId, ClusterList, Communities, LargeCommunities, LocalPreference,
+    MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin as WireOrigin, Originator, PathAttribute,
+    PathAttributeValue, UnknownAttribute,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
 use netgauze_parse_utils::WritablePdu;
 
 use crate::capabilities::AS_TRANS;
+use crate::error_handling::attribute as attribute_type;
 use crate::framing::MessageType;
-use crate::route::{AsPath, AsPathSegment, Origin, PathAttributes, Prefix};
+use crate::route::{Aggregator, AsPath, AsPathSegment, Origin, PathAttributes, Prefix};
 
 /// Octets of an UPDATE around its attributes and NLRI: the header (19), Withdrawn Routes
 /// Length (2) and Total Path Attribute Length (2) (RFC 4271 §4.3).
@@ -102,6 +107,9 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
     let mut cluster_list = Vec::new();
     let mut two_octet_as_path = false;
     let mut as4_path = None;
+    let mut aggregator = None;
+    let mut two_octet_aggregator = false;
+    let mut as4_aggregator = None;
     let mut mp_v4: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut mp_v6: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut routes = ReceivedRoutes {
@@ -137,6 +145,23 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                 ));
             }
             PathAttributeValue::NextHop(next_hop) => next_hop_v4 = Some(IpAddr::V4(next_hop.next_hop())),
+            PathAttributeValue::Aggregator(WireAggregator::As2Aggregator(value)) => {
+                two_octet_aggregator = true;
+                aggregator = Some(Aggregator {
+                    asn: u32::from(*value.asn()),
+                    address: value.origin(),
+                });
+            }
+            PathAttributeValue::Aggregator(WireAggregator::As4Aggregator(value)) => {
+                aggregator = Some(Aggregator {
+                    asn: *value.asn(),
+                    address: value.origin(),
+                });
+            }
+            // netgauze has no type for AS4_AGGREGATOR; the codec checked its 8 octets.
+            PathAttributeValue::UnknownAttribute(value) if value.code() == attribute_type::AS4_AGGREGATOR => {
+                as4_aggregator = read_as4_aggregator(value.value());
+            }
             PathAttributeValue::MultiExitDiscriminator(value) => med = Some(value.metric()),
             PathAttributeValue::LocalPreference(value) => local_pref = Some(value.metric()),
             PathAttributeValue::Communities(value) => {
@@ -172,9 +197,24 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
             _ => {}
         }
     }
-    // RFC 6793 §4.2.3: from a 2-octet speaker, AS4_PATH carries the true AS numbers that
-    // AS_PATH shows as AS_TRANS; from a 4-octet speaker it is ignored (§4.1).
-    if two_octet_as_path && let (Some(path), Some(as4_path)) = (as_path.as_mut(), as4_path.as_ref()) {
+    // RFC 6793 §4.2.3: from a 2-octet speaker, AS4_PATH and AS4_AGGREGATOR carry the true AS
+    // numbers that AS_PATH and AGGREGATOR show as AS_TRANS; from a 4-octet speaker they are
+    // ignored (§4.1). An AGGREGATOR with another AS than AS_TRANS means a 2-octet speaker
+    // aggregated after the 4-octet attributes were written: both are ignored.
+    let as4_trusted = match aggregator {
+        Some(found) if two_octet_aggregator => found.asn == u32::from(AS_TRANS),
+        _ => true,
+    };
+    if two_octet_aggregator
+        && as4_trusted
+        && let (Some(found), Some(true_aggregator)) = (aggregator.as_mut(), as4_aggregator)
+    {
+        *found = true_aggregator;
+    }
+    if two_octet_as_path
+        && as4_trusted
+        && let (Some(path), Some(as4_path)) = (as_path.as_mut(), as4_path.as_ref())
+    {
         *path = merge_as4_path(path, as4_path);
     }
     let nlri: Vec<Prefix> = update.nlri().iter().map(|a| IpNet::V4(a.network().address())).collect();
@@ -200,6 +240,7 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     large_communities: large_communities.clone(),
                     originator_id,
                     cluster_list: cluster_list.clone(),
+                    aggregator,
                 });
                 routes
                     .advertised
@@ -219,6 +260,37 @@ fn ipv4_route_next_hop(next_hop: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(next_hop, IpAddr::V4),
         IpAddr::V4(_) => next_hop,
     }
+}
+
+/// AS4_AGGREGATOR's value (RFC 6793 §3): a 4-octet AS and a BGP Identifier.
+fn read_as4_aggregator(value: &[u8]) -> Option<Aggregator> {
+    let [a, b, c, d, e, f, g, h] = *value else {
+        return None;
+    };
+    Some(Aggregator {
+        asn: u32::from_be_bytes([a, b, c, d]),
+        address: std::net::Ipv4Addr::new(e, f, g, h),
+    })
+}
+
+/// AGGREGATOR as the peer reads it: 4-octet, or 2-octet with AS_TRANS standing in for an AS
+/// above 65535, followed then by AS4_AGGREGATOR with the true one (RFC 6793 §4.2.2).
+fn write_aggregator(aggregator: Aggregator, four_octet_as: bool) -> Vec<Option<PathAttribute>> {
+    let Aggregator { asn, address } = aggregator;
+    if four_octet_as {
+        let value = WireAggregator::As4Aggregator(As4Aggregator::new(asn, address));
+        return vec![attribute(true, true, PathAttributeValue::Aggregator(value))];
+    }
+    let two_octet = u16::try_from(asn).ok();
+    let value = WireAggregator::As2Aggregator(As2Aggregator::new(two_octet.unwrap_or(AS_TRANS), address));
+    let mut list = vec![attribute(true, true, PathAttributeValue::Aggregator(value))];
+    if two_octet.is_none() {
+        let mut octets = asn.to_be_bytes().to_vec();
+        octets.extend(address.octets());
+        let as4 = UnknownAttribute::new(attribute_type::AS4_AGGREGATOR, octets);
+        list.push(attribute(true, true, PathAttributeValue::UnknownAttribute(as4)));
+    }
+    list
 }
 
 fn read_as_path(path: &WireAsPath) -> AsPath {
@@ -346,6 +418,9 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
             true,
             PathAttributeValue::As4Path(As4Path::new(segments)),
         ));
+    }
+    if let Some(aggregator) = attributes.aggregator {
+        list.extend(write_aggregator(aggregator, four_octet_as));
     }
     if let Some(med) = attributes.med {
         list.push(attribute(
@@ -613,6 +688,7 @@ mod tests {
             large_communities: vec![[4_200_000_002, 1, 2]],
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
         }
     }
 
@@ -674,6 +750,98 @@ mod tests {
             read_update(&update).advertised[0].1.as_path.asns(),
             vec![65001, 4_200_000_002]
         );
+    }
+
+    /// RFC 6793 §4.2.2-4.2.3, golden bytes: to a 2-octet speaker an aggregator in AS 4200000002
+    /// goes as AGGREGATOR with AS_TRANS and AS4_AGGREGATOR with the true AS; read back, they
+    /// merge. An AGGREGATOR of another AS than AS_TRANS (a 2-octet speaker aggregated later)
+    /// makes both AS4_AGGREGATOR and AS4_PATH ignored.
+    #[test]
+    fn a_two_octet_peer_gets_as_trans_in_aggregator_and_the_true_as_in_as4_aggregator() {
+        let aggregator = Aggregator {
+            asn: 4_200_000_002,
+            address: "198.19.0.9".parse().expect("address"),
+        };
+        let sent = PathAttributes {
+            as_path: AsPath::default().prepend(4_200_000_002).prepend(65001),
+            aggregator: Some(aggregator),
+            ..attributes("198.19.0.1")
+        };
+        let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
+        let update = advertisements(&prefixes, &sent, UpdateEncoding::default())
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        let two_octet = CodecContext::default();
+        let mut bytes = encode(&Message::Update(update), &two_octet).expect("encodes");
+        let as_trans_aggregator = [0xc0, 7, 6, 0x5b, 0xa0, 198, 19, 0, 9];
+        let as4_aggregator = [0xc0, 18, 8, 0xfa, 0x56, 0xea, 0x02, 198, 19, 0, 9];
+        let at = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+        assert!(
+            at(&bytes, &as_trans_aggregator).is_some(),
+            "AGGREGATOR with AS_TRANS: {bytes:02x?}"
+        );
+        assert!(at(&bytes, &as4_aggregator).is_some(), "AS4_AGGREGATOR: {bytes:02x?}");
+        let read = |bytes: &[u8]| {
+            let received = decode_message(bytes, &two_octet).expect("decodes").expect("kept");
+            assert!(received.update_errors.is_empty(), "{:?}", received.update_errors);
+            let Message::Update(update) = received.message else {
+                panic!("not an UPDATE");
+            };
+            let routes = read_update(&update);
+            let attributes = routes.advertised[0].1.clone();
+            (attributes.aggregator, attributes.as_path.asns())
+        };
+        assert_eq!(read(&bytes), (Some(aggregator), vec![65001, 4_200_000_002]));
+
+        // A 2-octet speaker's own aggregate over it: AGGREGATOR 65010.
+        let position = at(&bytes, &as_trans_aggregator).expect("found");
+        bytes[position + 3..position + 5].copy_from_slice(&65010u16.to_be_bytes());
+        let (merged, path) = read(&bytes);
+        assert_eq!(merged.map(|a| a.asn), Some(65010), "AS4_AGGREGATOR ignored");
+        assert_eq!(path, vec![65001, u32::from(AS_TRANS)], "AS4_PATH ignored");
+
+        // To a 4-octet speaker: AGGREGATOR with four octets, nothing else.
+        let update = advertisements(&prefixes, &sent, FOUR_OCTET)
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        let bytes = encode(&Message::Update(update), &context()).expect("encodes");
+        assert!(
+            at(&bytes, &[0xc0, 7, 8, 0xfa, 0x56, 0xea, 0x02, 198, 19, 0, 9]).is_some(),
+            "{bytes:02x?}"
+        );
+        assert!(at(&bytes, &[0xc0, 18]).is_none(), "no AS4_AGGREGATOR");
+        assert_eq!(
+            round_trip(update_of(&bytes)).advertised[0].1.aggregator,
+            Some(aggregator)
+        );
+        // A 2-octet aggregator AS to a 2-octet speaker: no AS4_AGGREGATOR either.
+        let small = PathAttributes {
+            aggregator: Some(Aggregator {
+                asn: 65010,
+                ..aggregator
+            }),
+            ..attributes("198.19.0.1")
+        };
+        let update = advertisements(&prefixes, &small, UpdateEncoding::default())
+            .into_iter()
+            .next()
+            .expect("one UPDATE");
+        let bytes = encode(&Message::Update(update), &two_octet).expect("encodes");
+        assert!(
+            at(&bytes, &[0xc0, 7, 6, 0xfd, 0xf2, 198, 19, 0, 9]).is_some(),
+            "{bytes:02x?}"
+        );
+        assert!(at(&bytes, &[0xc0, 18]).is_none(), "no AS4_AGGREGATOR");
+    }
+
+    fn update_of(bytes: &[u8]) -> BgpUpdateMessage {
+        let received = decode_message(bytes, &context()).expect("decodes").expect("kept");
+        let Message::Update(update) = received.message else {
+            panic!("not an UPDATE");
+        };
+        update
     }
 
     #[test]

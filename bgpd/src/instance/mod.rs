@@ -127,6 +127,7 @@ fn local_path(originated: &Originated) -> Path {
             large_communities: originated.large_communities.clone(),
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
         }),
     }
 }

@@ -169,6 +169,7 @@ impl Instance {
                         .collect(),
                     originator_id: attributes.originator_id.map(|id| id.to_string()),
                     cluster_list: attributes.cluster_list.iter().map(ToString::to_string).collect(),
+                    aggregator: attributes.aggregator.map(|a| format!("{} {}", a.asn, a.address)),
                     stale: self.peers.values().any(|peer| {
                         peer.stale
                             .as_ref()

@@ -190,6 +190,7 @@ fn our_attributes(internal: bool, next_hop: IpAddr) -> PathAttributes {
         large_communities: vec![[OUR_EBGP_AS, 7, 8]],
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
     }
 }
 

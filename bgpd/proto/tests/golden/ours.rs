@@ -38,6 +38,7 @@ fn our_attributes(internal: bool, next_hop: &str) -> weft_bgp_proto::PathAttribu
         large_communities: vec![[4_200_000_002, 7, 8]],
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
     }
 }
 
