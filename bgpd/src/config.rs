@@ -37,6 +37,8 @@
 //!     next_hop_keep: false        # optional, eBGP only: learned routes keep their next hop
 //!     extended_next_hop: false    # optional, IPv6 peers: IPv4 routes with IPv6 next hops (RFC 8950)
 //!     extended_messages: false    # optional: messages up to 65535 octets (RFC 8654)
+//!     advertisement_interval: 0   # optional: seconds between advertisements of one prefix
+//!                                 # (RFC 4271 §9.2.1.1 MRAI; withdrawals never wait)
 //! ```
 //!
 //! Named policies (`prefix_lists:`, `policies:`) are read by [`crate::policy_config`].
@@ -77,6 +79,9 @@ pub const DEFAULT_SEND_HOLD_TIME: u64 = 480;
 /// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
 /// weft uses GoBGP's 5 so that a lab converges in seconds after a peer comes up late.
 pub const DEFAULT_CONNECT_RETRY_TIME: u64 = 5;
+/// Longest MinRouteAdvertisementIntervalTimer, seconds (RFC 4271 §10 suggests 30 for eBGP;
+/// more than ten minutes is a mistake, not a policy).
+pub const MAX_ADVERTISEMENT_INTERVAL: u64 = 600;
 
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +189,7 @@ struct RawPeer {
     extended_next_hop: bool,
     #[serde(default)]
     extended_messages: bool,
+    advertisement_interval: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +323,8 @@ pub struct PeerConfig {
     pub extended_next_hop: bool,
     /// Offer extended messages (RFC 8654): UPDATEs up to 65535 octets both ways.
     pub extended_messages: bool,
+    /// MinRouteAdvertisementIntervalTimer (RFC 4271 §9.2.1.1); zero: advertisements go at once.
+    pub advertisement_interval: Duration,
 }
 
 /// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
@@ -634,6 +642,15 @@ fn check_peer(
             "carries IPv4 routes with IPv6 next hops: the peer needs an IPv6 address and ipv4-unicast among its families",
         ));
     }
+    let advertisement_interval = match raw.advertisement_interval.unwrap_or(0) {
+        seconds @ 0..=MAX_ADVERTISEMENT_INTERVAL => Duration::from_secs(seconds),
+        seconds => {
+            return Err(invalid(
+                key("advertisement_interval"),
+                format!("{seconds} s is out of range: 0 to {MAX_ADVERTISEMENT_INTERVAL} seconds"),
+            ));
+        }
+    };
     if raw.route_reflector_client && !internal {
         return Err(invalid(
             key("route_reflector_client"),
@@ -681,6 +698,7 @@ fn check_peer(
         next_hop_keep: raw.next_hop_keep,
         extended_next_hop: raw.extended_next_hop,
         extended_messages: raw.extended_messages,
+        advertisement_interval,
     })
 }
 
@@ -990,6 +1008,21 @@ peers:
         assert!(bad.starts_with("listen_addresses[1]:"), "{bad}");
         let any = error_of("asn: 65001\nrouter_id: 198.19.0.2\nlisten_addresses: [0.0.0.0]\n");
         assert!(any.starts_with("listen_addresses[0]:"), "{any}");
+    }
+
+    #[test]
+    fn advertisement_interval_is_zero_by_default_and_at_most_ten_minutes() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, advertisement_interval: 5}, \
+             {address: 198.19.0.3, asn: 65000}]\n",
+        )
+        .expect("valid");
+        assert_eq!(config.peers[0].advertisement_interval, Duration::from_secs(5));
+        assert_eq!(config.peers[1].advertisement_interval, Duration::ZERO);
+        let error = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, advertisement_interval: 601}]\n",
+        );
+        assert!(error.starts_with("peers[0].advertisement_interval:"), "{error}");
     }
 
     #[test]

@@ -555,6 +555,7 @@ impl<'a> Peering<'a> {
             // Calico's resources have no field for either; one session per family.
             extended_next_hop: false,
             extended_messages: false,
+            advertisement_interval: Duration::ZERO,
         };
         self.configs.insert(address, config);
         self.sources.insert(address, source.to_owned());
