@@ -1,5 +1,5 @@
-//! RFC 8950 extended next hop against a real FRR 8, in network namespaces: IPv4 routes both
-//! ways over an IPv6-only session (the link has no IPv4 address at all).
+//! RFC 8950 extended next hop against a real FRR 8 and a real BIRD 2, in network namespaces:
+//! IPv4 routes both ways over an IPv6-only session (the link has no IPv4 address at all).
 //!
 //! ```text
 //!   tor: FRR, AS 4200000002                      node: weft-bgpd, AS 65001
@@ -13,7 +13,8 @@
 //! with weft's IPv6 address as next hop and zebra installs it; weft learns FRR's IPv4 prefix
 //! with FRR's IPv6 address as next hop and installs it as `via inet6` (RTA_VIA); a ping from
 //! 198.18.1.1 to 198.18.100.1 crosses the IPv6-only link both ways. Without `extended_next_hop`
-//! on weft, FRR gets no IPv4 route from weft (and FRR sends its own with an IPv4 next hop). Only 198.18.0.0/15 and 2001:db8::/32; the namespaces go when
+//! on weft, FRR gets no IPv4 route from weft (and FRR sends its own with an IPv4 next hop). The
+//! same with BIRD (`extended next hop on`, AS 4200000001): its RIB, both kernels, ping. Only 198.18.0.0/15 and 2001:db8::/32; the namespaces go when
 //! the test ends, also on failure; every wait is bounded.
 
 mod common;
@@ -167,5 +168,102 @@ fn without_extended_next_hop_no_ipv4_route_crosses_an_ipv6_session() -> Result<(
         assert_eq!(route["next_hop"], TOR_V4, "{route}");
     }
     lab.frr.stop_bgpd()?;
+    Ok(())
+}
+
+/// BIRD 2's side of the same lab: AS 4200000001, `extended next hop on` in the IPv4 channel of
+/// its IPv6 session, its kernel protocol installing what it learns.
+fn bird_conf() -> String {
+    format!(
+        r#"
+router id {TOR_V4};
+log stderr all;
+protocol device {{ scan time 10; }}
+protocol static static4 {{ ipv4; route {TOR_PREFIX_V4} blackhole; }}
+protocol kernel {{ ipv4 {{ export where source = RTS_BGP; }}; }}
+protocol bgp weft {{
+  local {TOR_V6} as 4200000001;
+  neighbor {NODE_V6} as 65001;
+  connect retry time 2;
+  ipv4 {{ import all; export where source = RTS_STATIC; extended next hop on; }};
+  ipv6 {{ import all; export none; }};
+}}
+"#
+    )
+}
+
+#[test]
+fn ipv4_routes_cross_an_ipv6_only_session_with_bird_both_ways_into_both_kernels() -> Result<()> {
+    if require_netns().is_none() || !require_program("bird", "bird2") {
+        return Ok(());
+    }
+    let tor = Netns::new("enh-bird")?;
+    let node = WeftNode::new("enh-bnode")?;
+    tor.veth("eth-node", &node.netns, "eth-tor")?;
+    tor.add_address("eth-node", &format!("{TOR_V6}/64"))?;
+    node.netns.add_address("eth-tor", &format!("{NODE_V6}/64"))?;
+    for (netns, host) in [(&tor, TOR_HOST_V4), (&node.netns, NODE_HOST_V4)] {
+        netns.run(&["ip", "link", "set", "lo", "up"])?;
+        netns.add_address("lo", &format!("{host}/32"))?;
+    }
+    let dir = tempfile::tempdir()?;
+    let (conf, ctl, pid) = (
+        dir.path().join("bird.conf"),
+        dir.path().join("bird.ctl"),
+        dir.path().join("bird.pid"),
+    );
+    std::fs::write(&conf, bird_conf())?;
+    let peer = WeftPeer::new(TOR_V6, 4_200_000_001, "ipv4-unicast, ipv6-unicast").with("extended_next_hop: true");
+    node.configure("", &[peer])?;
+    let _bird = tor.spawn(&[
+        "bird",
+        "-f",
+        "-c",
+        conf.to_str().unwrap_or_default(),
+        "-s",
+        ctl.to_str().unwrap_or_default(),
+        "-P",
+        pid.to_str().unwrap_or_default(),
+    ])?;
+    let birdc = |command: &str| -> Result<String> {
+        let output = std::process::Command::new("birdc")
+            .args(["-s", ctl.to_str().unwrap_or_default()])
+            .args(command.split_whitespace())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let _weft = node.start()?;
+    wait_until("weft's IPv6 session with BIRD Established", DEADLINE, POLL, || {
+        node.established(1)
+    })?;
+
+    // BIRD learns weft's IPv4 prefix through weft's IPv6 address, into its kernel via inet6.
+    wait_until("BIRD to learn weft's IPv4 prefix", DEADLINE, POLL, || {
+        Ok::<_, anyhow::Error>(birdc(&format!("show route {NODE_PREFIX_V4}"))?.contains(NODE_PREFIX_V4))
+    })?;
+    let route = birdc(&format!("show route all {NODE_PREFIX_V4}"))?;
+    assert!(
+        route.contains(&format!("via {NODE_V6}")) && route.contains("BGP.as_path: 65001"),
+        "{route}"
+    );
+    wait_until("BIRD's kernel route to weft's IPv4 prefix", DEADLINE, POLL, || {
+        let routes = tor.run(&["ip", "-4", "route", "show", "proto", "bird"])?.stdout;
+        Ok::<_, anyhow::Error>(routes.contains(&format!("{NODE_PREFIX_V4} via inet6 {NODE_V6} ")))
+    })?;
+
+    // weft learns BIRD's through BIRD's IPv6 address and installs it via inet6.
+    let learned = node.wait_for_route(TOR_PREFIX_V4)?;
+    assert_eq!(learned["next_hop"], TOR_V6, "{learned}");
+    wait_until("BIRD's IPv4 prefix in weft's kernel via inet6", DEADLINE, POLL, || {
+        let routes = node.kernel_routes()?;
+        Ok::<_, anyhow::Error>(routes.contains(&format!("{TOR_PREFIX_V4} via inet6 {TOR_V6} ")))
+    })?;
+    wait_until(
+        "a ping from weft's 198.18.1.1 to BIRD's 198.18.100.1",
+        DEADLINE,
+        POLL,
+        || ping(&node.netns, NODE_HOST_V4, TOR_HOST_V4),
+    )?;
+    assert!(ping(&tor, TOR_HOST_V4, NODE_HOST_V4)?, "and from BIRD's side");
     Ok(())
 }
