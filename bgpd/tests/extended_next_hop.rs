@@ -14,7 +14,8 @@
 //! with FRR's IPv6 address as next hop and installs it as `via inet6` (RTA_VIA); a ping from
 //! 198.18.1.1 to 198.18.100.1 crosses the IPv6-only link both ways. Without `extended_next_hop`
 //! on weft, FRR gets no IPv4 route from weft (and FRR sends its own with an IPv4 next hop). The
-//! same with BIRD (`extended next hop on`, AS 4200000001): its RIB, both kernels, ping. Only 198.18.0.0/15 and 2001:db8::/32; the namespaces go when
+//! same with BIRD (`extended next hop on`, AS 4200000001): its RIB, both kernels, ping; and with
+//! GoBGP (which offers the capability by itself on an IPv6 session): routes both ways. Only 198.18.0.0/15 and 2001:db8::/32; the namespaces go when
 //! the test ends, also on failure; every wait is bounded.
 
 mod common;
@@ -25,6 +26,18 @@ use weft_topology_tests::{Netns, require_netns, wait_until};
 
 const NODE_HOST_V4: &str = "198.18.1.1";
 const TOR_HOST_V4: &str = "198.18.100.1";
+
+/// The link without IPv4 addresses, and each side's IPv4 loopback address to ping.
+fn ipv6_only_link(tor: &Netns, node: &Netns) -> Result<()> {
+    tor.veth("eth-node", node, "eth-tor")?;
+    tor.add_address("eth-node", &format!("{TOR_V6}/64"))?;
+    node.add_address("eth-tor", &format!("{NODE_V6}/64"))?;
+    for (netns, host) in [(tor, TOR_HOST_V4), (node, NODE_HOST_V4)] {
+        netns.run(&["ip", "link", "set", "lo", "up"])?;
+        netns.add_address("lo", &format!("{host}/32"))?;
+    }
+    Ok(())
+}
 
 fn frr_conf() -> String {
     format!(
@@ -49,13 +62,7 @@ impl Lab {
     fn new(weft_extra: &[&str]) -> Result<Self> {
         let frr = Frr::new("enh-frr")?;
         let node = WeftNode::new("enh-node")?;
-        frr.netns.veth("eth-node", &node.netns, "eth-tor")?;
-        frr.netns.add_address("eth-node", &format!("{TOR_V6}/64"))?;
-        node.netns.add_address("eth-tor", &format!("{NODE_V6}/64"))?;
-        for (netns, host) in [(&frr.netns, TOR_HOST_V4), (&node.netns, NODE_HOST_V4)] {
-            netns.run(&["ip", "link", "set", "lo", "up"])?;
-            netns.add_address("lo", &format!("{host}/32"))?;
-        }
+        ipv6_only_link(&frr.netns, &node.netns)?;
         frr.configure(&frr_conf())?;
         let peer = weft_extra.iter().fold(
             WeftPeer::new(TOR_V6, 4_200_000_002, "ipv4-unicast, ipv6-unicast"),
@@ -199,13 +206,7 @@ fn ipv4_routes_cross_an_ipv6_only_session_with_bird_both_ways_into_both_kernels(
     }
     let tor = Netns::new("enh-bird")?;
     let node = WeftNode::new("enh-bnode")?;
-    tor.veth("eth-node", &node.netns, "eth-tor")?;
-    tor.add_address("eth-node", &format!("{TOR_V6}/64"))?;
-    node.netns.add_address("eth-tor", &format!("{NODE_V6}/64"))?;
-    for (netns, host) in [(&tor, TOR_HOST_V4), (&node.netns, NODE_HOST_V4)] {
-        netns.run(&["ip", "link", "set", "lo", "up"])?;
-        netns.add_address("lo", &format!("{host}/32"))?;
-    }
+    ipv6_only_link(&tor, &node.netns)?;
     let dir = tempfile::tempdir()?;
     let (conf, ctl, pid) = (
         dir.path().join("bird.conf"),
@@ -265,5 +266,71 @@ fn ipv4_routes_cross_an_ipv6_only_session_with_bird_both_ways_into_both_kernels(
         || ping(&node.netns, NODE_HOST_V4, TOR_HOST_V4),
     )?;
     assert!(ping(&tor, TOR_HOST_V4, NODE_HOST_V4)?, "and from BIRD's side");
+    Ok(())
+}
+
+/// GoBGP 3 on an IPv6 session that carries IPv4 unicast.
+fn gobgp_conf() -> String {
+    format!(
+        r#"[global.config]
+  as = 4200000003
+  router-id = "{TOR_V4}"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{NODE_V6}"
+    peer-as = 65001
+  [neighbors.timers.config]
+    connect-retry = 2
+    hold-time = 9
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#
+    )
+}
+
+#[test]
+fn ipv4_routes_cross_an_ipv6_only_session_with_gobgp_both_ways() -> Result<()> {
+    if require_netns().is_none() || !Gobgp::installed() {
+        return Ok(());
+    }
+    let mut gobgp = Gobgp::new("enh-gobgp", &gobgp_conf())?;
+    let node = WeftNode::new("enh-gnode")?;
+    ipv6_only_link(&gobgp.netns, &node.netns)?;
+    let peer = WeftPeer::new(TOR_V6, 4_200_000_003, "ipv4-unicast, ipv6-unicast").with("extended_next_hop: true");
+    node.configure("", &[peer])?;
+    gobgp.start()?;
+    let _weft = node.start()?;
+    wait_until("weft's IPv6 session with GoBGP Established", DEADLINE, POLL, || {
+        node.established(1)
+    })?;
+    // GoBGP offers the capability for IPv4 unicast on an IPv6 session by itself.
+    let neighbor = node.weftctl_value(&["neighbor", TOR_V6])?.expect("an answer");
+    assert_eq!(neighbor["capabilities"]["extended_next_hop"], true, "{neighbor}");
+
+    gobgp.gobgp(&["global", "rib", "add", TOR_PREFIX_V4, "-a", "ipv4"])?;
+    let learned = node.wait_for_route(TOR_PREFIX_V4)?;
+    assert_eq!(learned["next_hop"], TOR_V6, "{learned}");
+    wait_until("GoBGP's IPv4 prefix in weft's kernel via inet6", DEADLINE, POLL, || {
+        let routes = node.kernel_routes()?;
+        Ok::<_, anyhow::Error>(routes.contains(&format!("{TOR_PREFIX_V4} via inet6 {TOR_V6} ")))
+    })?;
+    wait_until(
+        "GoBGP to learn weft's IPv4 prefix via weft's IPv6 address",
+        DEADLINE,
+        POLL,
+        || {
+            let rib = gobgp.gobgp(&["global", "rib", "-a", "ipv4"])?;
+            Ok::<_, anyhow::Error>(
+                rib.lines()
+                    .any(|line| line.contains(NODE_PREFIX_V4) && line.contains(NODE_V6) && line.contains("65001")),
+            )
+        },
+    )?;
+    gobgp.stop()?;
     Ok(())
 }
