@@ -6,8 +6,8 @@
 //! [`end_of_rib`]). IPv4 unicast is advertised in the classic NLRI field with NEXT_HOP, IPv6
 //! unicast in MP_REACH_NLRI with the global next hop only, and IPv4 unicast with an IPv6 next
 //! hop (RFC 8950 §3, extended next hop) in MP_REACH_NLRI AFI 1 with a 16-octet next hop. A
-//! received IPv4-mapped IPv6 next hop (`::ffff:a.b.c.d`, which some speakers write for IPv4 routes) is
-//! read as the IPv4 address it maps. Messages are filled up to the session's limit
+//! received IPv4-mapped IPv6 next hop (`::ffff:a.b.c.d`, which some speakers write for IPv4
+//! routes) is read as the IPv4 address it maps. Messages are filled up to the session's limit
 //! ([`UpdateEncoding`]: 4096 octets, or 65535 with RFC 8654 extended messages), counting the
 //! octets of the attributes and of each prefix.
 //!
