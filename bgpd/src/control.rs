@@ -130,6 +130,8 @@ pub struct NeighborTimers {
     pub keepalive_time: Option<u16>,
     /// Between connection attempts.
     pub connect_retry_time: u64,
+    /// MinRouteAdvertisementIntervalTimer, seconds (RFC 4271 §9.2.1.1; 0: none).
+    pub advertisement_interval: u64,
 }
 
 /// What a session negotiated.

@@ -151,6 +151,8 @@ fn a_flapping_route_reaches_frr_once_per_interval_in_its_latest_state_and_withdr
         return Ok(());
     }
     let (mut lab, _weft) = Lab::start(&["advertisement_interval: 5"])?;
+    let neighbor = lab.node.weftctl_value(&["neighbor", TOR_V4])?.expect("an answer");
+    assert_eq!(neighbor["timers"]["advertisement_interval"], 5, "{neighbor}");
     let (updates, elapsed) = lab.flap()?;
     // One advertisement per interval begun since the first announcement, at most.
     let allowed = elapsed.as_secs() / INTERVAL.as_secs() + 1;

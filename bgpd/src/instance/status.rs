@@ -101,6 +101,7 @@ impl Instance {
                 hold_time: negotiated.map(|n| n.hold_time),
                 keepalive_time: negotiated.map(|n| n.keepalive_time),
                 connect_retry_time: peer.config.connect_retry_time.as_secs(),
+                advertisement_interval: peer.config.advertisement_interval.as_secs(),
             },
             capabilities: negotiated.map(|n| NeighborCapabilities {
                 families: n.families.iter().filter_map(|f| family_name(*f)).collect(),
