@@ -10,7 +10,8 @@
 //!
 //! Proves: weft keeps FRR's AGGREGATOR (`weftctl bgp routes`: `4200000002 198.19.0.1`), and
 //! BIRD, which reads AGGREGATOR with AS_TRANS and AS4_AGGREGATOR with the true AS, shows the
-//! aggregator as AS 4200000002 (and the path as 65001 4200000002, from AS4_PATH). Only
+//! aggregator as AS 4200000002 (and the path as 65001 4200000002, from AS4_PATH), with FRR's
+//! ATOMIC_AGGREGATE passed on. Only
 //! 198.18.0.0/15; the namespaces go when the test ends, also on failure; every wait is bounded.
 
 mod common;
@@ -117,6 +118,7 @@ fn a_four_octet_aggregator_reaches_a_two_octet_bird_through_as4_aggregator() -> 
         "the true AS from AS4_AGGREGATOR: {route}"
     );
     assert!(route.contains("BGP.as_path: 65001 4200000002"), "{route}");
+    assert!(route.contains("BGP.atomic_aggr"), "ATOMIC_AGGREGATE passed on: {route}");
     frr.stop_bgpd()?;
     Ok(())
 }

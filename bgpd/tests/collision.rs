@@ -170,6 +170,7 @@ fn establish_and_exchange(lab: &Lab, winner: &mut TcpStream) -> Result<()> {
         originator_id: None,
         cluster_list: Vec::new(),
         aggregator: None,
+        atomic_aggregate: false,
     };
     for update in advertisements(
         &["198.18.100.0/24".parse()?],

@@ -133,6 +133,7 @@ mod tests {
                 originator_id: None,
                 cluster_list: Vec::new(),
                 aggregator: None,
+                atomic_aggregate: false,
             }),
         }
     }

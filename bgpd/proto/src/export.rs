@@ -172,6 +172,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
             originator_id: attributes.originator_id,
             cluster_list: attributes.cluster_list.clone(),
             aggregator: attributes.aggregator,
+            atomic_aggregate: attributes.atomic_aggregate,
         };
         return Some(Arc::new(match reflect {
             Some((from, cluster_id)) => reflected(&sent, &from, cluster_id),
@@ -205,6 +206,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         originator_id: None,
         cluster_list: Vec::new(),
         aggregator: attributes.aggregator,
+        atomic_aggregate: attributes.atomic_aggregate,
     }))
 }
 
@@ -250,6 +252,7 @@ mod tests {
                 originator_id: None,
                 cluster_list: Vec::new(),
                 aggregator: None,
+                atomic_aggregate: false,
             }),
         }
     }

@@ -145,6 +145,8 @@ pub struct PathAttributes {
     /// AGGREGATOR (RFC 4271 §5.1.7), with the true AS of AS4_AGGREGATOR merged in from a
     /// 2-octet speaker (RFC 6793 §4.2.3).
     pub aggregator: Option<Aggregator>,
+    /// ATOMIC_AGGREGATE (RFC 4271 §5.1.6): some aggregation lost path information; passed on.
+    pub atomic_aggregate: bool,
 }
 
 /// AGGREGATOR: the AS and the BGP Identifier of the speaker that formed the aggregate route.

@@ -73,6 +73,7 @@ mod tests {
             originator_id: None,
             cluster_list: Vec::new(),
             aggregator: None,
+            atomic_aggregate: false,
         }
     }
 

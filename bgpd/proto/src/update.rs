@@ -19,7 +19,7 @@
 //! numbers above 65535, followed by AS4_PATH and AS4_AGGREGATOR with the true ones; on receipt
 //! those are merged back (§4.2.3), unless AGGREGATOR holds another AS than AS_TRANS.
 //!
-//! Not yet: ATOMIC_AGGREGATE is neither read nor passed on.
+//! ATOMIC_AGGREGATE is read and passed on (RFC 4271 §5.1.6).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,9 +29,9 @@ use netgauze_bgp_pkt::community::{Community, LargeCommunity};
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
     Aggregator as WireAggregator, As2Aggregator, As2PathSegment, As4Aggregator, As4Path, As4PathSegment,
-    AsPath as WireAsPath, AsPathSegmentType, ClusterId, ClusterList, Communities, LargeCommunities, LocalPreference,
-    MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin as WireOrigin, Originator, PathAttribute,
-    PathAttributeValue, UnknownAttribute,
+    AsPath as WireAsPath, AsPathSegmentType, AtomicAggregate, ClusterId, ClusterList, Communities, LargeCommunities,
+    LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin as WireOrigin, Originator,
+    PathAttribute, PathAttributeValue, UnknownAttribute,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
@@ -110,6 +110,7 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
     let mut aggregator = None;
     let mut two_octet_aggregator = false;
     let mut as4_aggregator = None;
+    let mut atomic_aggregate = false;
     let mut mp_v4: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut mp_v6: Option<(IpAddr, Vec<Prefix>)> = None;
     let mut routes = ReceivedRoutes {
@@ -145,6 +146,7 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                 ));
             }
             PathAttributeValue::NextHop(next_hop) => next_hop_v4 = Some(IpAddr::V4(next_hop.next_hop())),
+            PathAttributeValue::AtomicAggregate(_) => atomic_aggregate = true,
             PathAttributeValue::Aggregator(WireAggregator::As2Aggregator(value)) => {
                 two_octet_aggregator = true;
                 aggregator = Some(Aggregator {
@@ -241,6 +243,7 @@ pub fn read_update(update: &BgpUpdateMessage) -> ReceivedRoutes {
                     originator_id,
                     cluster_list: cluster_list.clone(),
                     aggregator,
+                    atomic_aggregate,
                 });
                 routes
                     .advertised
@@ -417,6 +420,13 @@ fn common_attributes(attributes: &PathAttributes, four_octet_as: bool) -> Vec<Pa
             true,
             true,
             PathAttributeValue::As4Path(As4Path::new(segments)),
+        ));
+    }
+    if attributes.atomic_aggregate {
+        list.push(attribute(
+            false,
+            true,
+            PathAttributeValue::AtomicAggregate(AtomicAggregate),
         ));
     }
     if let Some(aggregator) = attributes.aggregator {
@@ -689,6 +699,7 @@ mod tests {
             originator_id: None,
             cluster_list: Vec::new(),
             aggregator: None,
+            atomic_aggregate: false,
         }
     }
 
@@ -765,6 +776,7 @@ mod tests {
         let sent = PathAttributes {
             as_path: AsPath::default().prepend(4_200_000_002).prepend(65001),
             aggregator: Some(aggregator),
+            atomic_aggregate: true,
             ..attributes("198.19.0.1")
         };
         let prefixes: Vec<Prefix> = vec!["198.18.100.0/24".parse().expect("prefix")];
@@ -782,6 +794,7 @@ mod tests {
             "AGGREGATOR with AS_TRANS: {bytes:02x?}"
         );
         assert!(at(&bytes, &as4_aggregator).is_some(), "AS4_AGGREGATOR: {bytes:02x?}");
+        assert!(at(&bytes, &[0x40, 6, 0]).is_some(), "ATOMIC_AGGREGATE: {bytes:02x?}");
         let read = |bytes: &[u8]| {
             let received = decode_message(bytes, &two_octet).expect("decodes").expect("kept");
             assert!(received.update_errors.is_empty(), "{:?}", received.update_errors);

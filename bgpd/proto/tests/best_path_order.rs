@@ -60,6 +60,7 @@ fn paths() -> impl Strategy<Value = Vec<Path>> {
                         originator_id: None,
                         cluster_list: Vec::new(),
                         aggregator: None,
+                        atomic_aggregate: false,
                     }),
                 }
             })

@@ -151,6 +151,7 @@ mod tests {
             originator_id: None,
             cluster_list: Vec::new(),
             aggregator: None,
+            atomic_aggregate: false,
         };
         policy
             .apply(&prefix.parse().expect("prefix"), &attributes, 64512)

@@ -135,6 +135,7 @@ fn local_path(originated: &Originated) -> Path {
             originator_id: None,
             cluster_list: Vec::new(),
             aggregator: None,
+            atomic_aggregate: false,
         }),
     }
 }

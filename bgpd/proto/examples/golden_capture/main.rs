@@ -191,6 +191,7 @@ fn our_attributes(internal: bool, next_hop: IpAddr) -> PathAttributes {
         originator_id: None,
         cluster_list: Vec::new(),
         aggregator: None,
+        atomic_aggregate: false,
     }
 }
 

@@ -39,6 +39,7 @@ fn our_attributes(internal: bool, next_hop: &str) -> weft_bgp_proto::PathAttribu
         originator_id: None,
         cluster_list: Vec::new(),
         aggregator: None,
+        atomic_aggregate: false,
     }
 }
 

@@ -162,6 +162,7 @@ pub fn peer_attributes(internal: bool, next_hop: &str) -> PathAttributes {
         originator_id: None,
         cluster_list: Vec::new(),
         aggregator: None,
+        atomic_aggregate: false,
     }
 }
 
