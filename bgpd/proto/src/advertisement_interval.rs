@@ -49,6 +49,12 @@ impl AdvertisementInterval {
         self.interval
     }
 
+    /// Whether advertisements may wait at all (a non-zero interval): without, callers skip
+    /// [`Self::admit`] and its bookkeeping.
+    pub fn is_active(&self) -> bool {
+        !self.interval.is_zero()
+    }
+
     /// Whether an advertisement of `prefix` may be sent at `now`. If it may, it is recorded as
     /// sent; if not, the prefix waits and [`Self::due`] hands it back when the interval is over.
     pub fn admit(&mut self, prefix: Prefix, now: Instant) -> bool {

@@ -384,7 +384,8 @@ impl Instance {
             match &wanted {
                 // A change to advertise within the interval waits (sent later as it is then).
                 Some(attributes)
-                    if peer.adj_rib_out.sent(prefix) != Some(attributes)
+                    if session.advertisement_interval.is_active()
+                        && peer.adj_rib_out.sent(prefix) != Some(attributes)
                         && !session.advertisement_interval.admit(*prefix, now) =>
                 {
                     continue;
