@@ -6,7 +6,8 @@
 //! `weftctl bgp neighbor` and FRR say so), weft sends all of its prefixes in one UPDATE (FRR
 //! counts one UPDATE and End-of-RIB), takes FRR's (all 1,500 in its RIB and kernel, the session
 //! staying up, in fewer UPDATEs than 4096-octet ones would need); without the key nothing is negotiated and weft's UPDATEs stay within 4096
-//! octets (FRR counts two and End-of-RIB). Only 198.18.0.0/15; the namespaces go when the test
+//! octets (FRR counts two and End-of-RIB). BIRD (`enable extended messages on`) takes weft's one
+//! UPDATE whole too. Only 198.18.0.0/15; the namespaces go when the test
 //! ends, also on failure; every wait is bounded.
 
 mod common;
@@ -147,5 +148,87 @@ fn without_extended_messages_weft_keeps_to_4096_octets() -> Result<()> {
     // Two full UPDATEs (7,500 octets of NLRI), then End-of-RIB.
     assert_eq!(frr["messageStats"]["updatesRecv"], 3, "{}", frr["messageStats"]);
     lab.frr.stop_bgpd()?;
+    Ok(())
+}
+
+/// BIRD 2 (`enable extended messages on`), AS 4200000001, with the same 1,500 prefixes.
+fn bird_conf() -> String {
+    let routes: String = prefixes(128)
+        .iter()
+        .map(|prefix| format!("  route {prefix} blackhole;\n"))
+        .collect();
+    format!(
+        r#"
+router id {TOR_V4};
+log stderr all;
+protocol device {{ scan time 10; }}
+protocol static {{
+  ipv4;
+{routes}}}
+protocol bgp weft {{
+  local {TOR_V4} as 4200000001;
+  neighbor {NODE_V4} as 65001;
+  connect retry time 2;
+  enable extended messages on;
+  ipv4 {{ import all; export where source = RTS_STATIC; }};
+}}
+"#
+    )
+}
+
+#[test]
+fn bird_takes_wefts_1500_prefixes_in_one_extended_update() -> Result<()> {
+    if require_netns().is_none() || !require_program("bird", "bird2") {
+        return Ok(());
+    }
+    let tor = weft_topology_tests::Netns::new("xm-bird")?;
+    let node = WeftNode::new("xm-bnode")?;
+    wire(&tor, &node.netns)?;
+    let dir = tempfile::tempdir()?;
+    let (conf, ctl, pid) = (
+        dir.path().join("bird.conf"),
+        dir.path().join("bird.ctl"),
+        dir.path().join("bird.pid"),
+    );
+    std::fs::write(&conf, bird_conf())?;
+    let originate = prefixes(16);
+    let originate: Vec<&str> = originate.iter().map(String::as_str).collect();
+    let peer = WeftPeer::new(TOR_V4, 4_200_000_001, "ipv4-unicast").with("extended_messages: true");
+    node.configure_originating(&originate, "", &[peer])?;
+    let _bird = tor.spawn(&[
+        "bird",
+        "-f",
+        "-c",
+        conf.to_str().unwrap_or_default(),
+        "-s",
+        ctl.to_str().unwrap_or_default(),
+        "-P",
+        pid.to_str().unwrap_or_default(),
+    ])?;
+    let birdc = |command: &str| -> Result<String> {
+        let output = std::process::Command::new("birdc")
+            .args(["-s", ctl.to_str().unwrap_or_default()])
+            .args(command.split_whitespace())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let _weft = node.start()?;
+    wait_until("weft's session with BIRD Established", DEADLINE, POLL, || {
+        node.established(1)
+    })?;
+    wait_until("BIRD to import weft's 1,500 prefixes", DEADLINE, POLL, || {
+        let protocol = birdc("show protocols all weft")?;
+        Ok::<_, anyhow::Error>(protocol.contains(&format!("{PREFIXES} imported")))
+    })?;
+    wait_until("weft to accept BIRD's 1,500 prefixes", DEADLINE, POLL, || {
+        Ok::<_, anyhow::Error>(node.peers()?[0]["prefixes_accepted"] == PREFIXES)
+    })?;
+    let neighbor = node.weftctl_value(&["neighbor", TOR_V4])?.expect("an answer");
+    assert_eq!(neighbor["capabilities"]["extended_messages"], true, "{neighbor}");
+    let counters = &neighbor["counters"];
+    // weft: its 1,500 prefixes (7,500 octets of NLRI) in one UPDATE, then End-of-RIB; BIRD took
+    // it whole. (BIRD itself sends small UPDATEs even when it may send large ones.)
+    assert_eq!(counters["updates_sent"], 2, "{counters}");
+    assert_eq!(neighbor["counters"]["established_transitions"], 1, "{neighbor}");
     Ok(())
 }
