@@ -333,13 +333,15 @@ impl Instance {
                 families_flushed_on_reestablish(&stale.families, &negotiated)
             })
             .unwrap_or_default();
+        // RFC 4271 §10 jitter, seeded per session so that peers do not advertise in step.
+        let seed = u64::from(u32::from(negotiated.peer_router_id)) << 32 | u64::from(u32::from(self.router_id));
         peer.session = Some(Established {
             since: Instant::now(),
             negotiated,
             export,
             local_address,
             end_of_rib: Vec::new(),
-            advertisement_interval: AdvertisementInterval::new(peer.config.advertisement_interval),
+            advertisement_interval: AdvertisementInterval::new(peer.config.advertisement_interval, seed),
         });
         peer.counters.established_transitions += 1;
         if !flushed.is_empty() {
