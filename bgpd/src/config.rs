@@ -35,6 +35,10 @@
 //!     send_hold_time: 480         # optional: seconds a peer may not read before it is dropped
 //!                                 # (RFC 9687; default the larger of 480 and twice hold_time)
 //!     next_hop_keep: false        # optional, eBGP only: learned routes keep their next hop
+//!     extended_next_hop: false    # optional, IPv6 peers: IPv4 routes with IPv6 next hops (RFC 8950)
+//!     extended_messages: false    # optional: messages up to 65535 octets (RFC 8654)
+//!     advertisement_interval: 0   # optional: seconds between advertisements of one prefix
+//!                                 # (RFC 4271 §9.2.1.1 MRAI; withdrawals never wait)
 //! ```
 //!
 //! Named policies (`prefix_lists:`, `policies:`) are read by [`crate::policy_config`].
@@ -75,6 +79,9 @@ pub const DEFAULT_SEND_HOLD_TIME: u64 = 480;
 /// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
 /// weft uses GoBGP's 5 so that a lab converges in seconds after a peer comes up late.
 pub const DEFAULT_CONNECT_RETRY_TIME: u64 = 5;
+/// Longest MinRouteAdvertisementIntervalTimer, seconds (RFC 4271 §10 suggests 30 for eBGP;
+/// more than ten minutes is a mistake, not a policy).
+pub const MAX_ADVERTISEMENT_INTERVAL: u64 = 600;
 
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +185,11 @@ struct RawPeer {
     send_hold_time: Option<u64>,
     #[serde(default)]
     next_hop_keep: bool,
+    #[serde(default)]
+    extended_next_hop: bool,
+    #[serde(default)]
+    extended_messages: bool,
+    advertisement_interval: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +318,13 @@ pub struct PeerConfig {
     /// eBGP only: learned routes go to this peer with their own NEXT_HOP, not ours (cluster
     /// mode: `BGPPeer.keepOriginalNextHop`).
     pub next_hop_keep: bool,
+    /// Offer the extended next hop capability for IPv4 unicast with IPv6 next hops (RFC 8950):
+    /// IPv4 routes both ways over this IPv6 session.
+    pub extended_next_hop: bool,
+    /// Offer extended messages (RFC 8654): UPDATEs up to 65535 octets both ways.
+    pub extended_messages: bool,
+    /// MinRouteAdvertisementIntervalTimer (RFC 4271 §9.2.1.1); zero: advertisements go at once.
+    pub advertisement_interval: Duration,
 }
 
 /// A limit on what one peer may advertise (a leak or a flood ends the session, not the node).
@@ -617,6 +636,21 @@ fn check_peer(
             "is for eBGP peers; iBGP peers get a learned route's own next hop already",
         ));
     }
+    if raw.extended_next_hop && (address.is_ipv4() || !families.contains(&AddressType::Ipv4Unicast)) {
+        return Err(invalid(
+            key("extended_next_hop"),
+            "carries IPv4 routes with IPv6 next hops: the peer needs an IPv6 address and ipv4-unicast among its families",
+        ));
+    }
+    let advertisement_interval = match raw.advertisement_interval.unwrap_or(0) {
+        seconds @ 0..=MAX_ADVERTISEMENT_INTERVAL => Duration::from_secs(seconds),
+        seconds => {
+            return Err(invalid(
+                key("advertisement_interval"),
+                format!("{seconds} s is out of range: 0 to {MAX_ADVERTISEMENT_INTERVAL} seconds"),
+            ));
+        }
+    };
     if raw.route_reflector_client && !internal {
         return Err(invalid(
             key("route_reflector_client"),
@@ -662,6 +696,9 @@ fn check_peer(
         send_hold_time: Duration::from_secs(send_hold_time),
         restart_time: None,
         next_hop_keep: raw.next_hop_keep,
+        extended_next_hop: raw.extended_next_hop,
+        extended_messages: raw.extended_messages,
+        advertisement_interval,
     })
 }
 
@@ -971,6 +1008,39 @@ peers:
         assert!(bad.starts_with("listen_addresses[1]:"), "{bad}");
         let any = error_of("asn: 65001\nrouter_id: 198.19.0.2\nlisten_addresses: [0.0.0.0]\n");
         assert!(any.starts_with("listen_addresses[0]:"), "{any}");
+    }
+
+    #[test]
+    fn advertisement_interval_is_zero_by_default_and_at_most_ten_minutes() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, advertisement_interval: 5}, \
+             {address: 198.19.0.3, asn: 65000}]\n",
+        )
+        .expect("valid");
+        assert_eq!(config.peers[0].advertisement_interval, Duration::from_secs(5));
+        assert_eq!(config.peers[1].advertisement_interval, Duration::ZERO);
+        let error = error_of(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: 198.19.0.1, asn: 65000, advertisement_interval: 601}]\n",
+        );
+        assert!(error.starts_with("peers[0].advertisement_interval:"), "{error}");
+    }
+
+    #[test]
+    fn extended_next_hop_is_for_ipv6_peers_carrying_ipv4_unicast() {
+        let config = Config::parse(
+            "asn: 65001\nrouter_id: 198.19.0.2\npeers: [{address: \"2001:db8:ff::1\", asn: 65000, \
+             extended_next_hop: true, extended_messages: true}, {address: 198.19.0.1, asn: 65000}]\n",
+        )
+        .expect("valid");
+        assert!(config.peers[0].extended_next_hop && config.peers[0].extended_messages);
+        assert!(!config.peers[1].extended_next_hop && !config.peers[1].extended_messages);
+        for peer in [
+            "{address: 198.19.0.1, asn: 65000, extended_next_hop: true}",
+            "{address: \"2001:db8:ff::1\", asn: 65000, families: [ipv6-unicast], extended_next_hop: true}",
+        ] {
+            let error = error_of(&format!("asn: 65001\nrouter_id: 198.19.0.2\npeers: [{peer}]\n"));
+            assert!(error.starts_with("peers[0].extended_next_hop:"), "{error}");
+        }
     }
 
     #[test]

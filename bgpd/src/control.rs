@@ -76,6 +76,9 @@ pub struct RouteStatus {
     pub originator_id: Option<String>,
     /// CLUSTER_LIST of a reflected route, most recent first (RFC 4456).
     pub cluster_list: Vec<String>,
+    /// AGGREGATOR as `ASN ADDRESS` (the 4-octet AS, also when a 2-octet peer sent it in
+    /// AS4_AGGREGATOR, RFC 6793).
+    pub aggregator: Option<String>,
     /// Kept from a peer whose session went down, until it comes back with its End-of-RIB
     /// (graceful restart, RFC 4724).
     pub stale: bool,
@@ -127,6 +130,8 @@ pub struct NeighborTimers {
     pub keepalive_time: Option<u16>,
     /// Between connection attempts.
     pub connect_retry_time: u64,
+    /// MinRouteAdvertisementIntervalTimer, seconds (RFC 4271 §9.2.1.1; 0: none).
+    pub advertisement_interval: u64,
 }
 
 /// What a session negotiated.
@@ -142,6 +147,8 @@ pub struct NeighborCapabilities {
     pub enhanced_route_refresh: bool,
     /// Extended messages (RFC 8654).
     pub extended_messages: bool,
+    /// IPv4 unicast routes with IPv6 next hops (RFC 8950).
+    pub extended_next_hop: bool,
     /// The peer's graceful restart capability, when both sides offered one (RFC 4724).
     pub graceful_restart: Option<NeighborGracefulRestart>,
 }

@@ -17,6 +17,9 @@
 //! 87) for as long as the task runs: packets to an address of the node's own block that no pod
 //! holds are dropped on the node instead of following its default route back to the fabric.
 //!
+//! An IPv4 route through an IPv6 next hop (RFC 8950) is installed with `RTA_VIA`, as
+//! `ip route add 198.18.1.0/26 via inet6 2001:db8:ff::2` does.
+//!
 //! ECMP: a prefix with several equal best paths is one kernel route with one next hop each
 //! (`ip route` shows `nexthop via … nexthop via …`); losing a path replaces it with the rest.
 //!
@@ -27,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteType, RouteVia,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::sync::mpsc;
@@ -76,7 +79,7 @@ pub enum FibError {
     /// The netlink socket could not be opened.
     #[error("cannot open a netlink socket")]
     Connect(#[source] std::io::Error),
-    /// The route message could not be built (mixed address families).
+    /// The route message could not be built (an IPv6 route through an IPv4 address).
     #[error("cannot build a route to {prefix} via {next_hop}")]
     Build {
         /// The prefix.
@@ -176,23 +179,20 @@ impl NetlinkFib {
 impl Fib for NetlinkFib {
     async fn replace(&mut self, prefix: Prefix, next_hops: &[IpAddr]) -> Result<(), FibError> {
         let message = match next_hops {
-            [next_hop] => Self::message(prefix)
-                .gateway(*next_hop)
-                .map_err(|_| FibError::Build {
-                    prefix,
-                    next_hop: *next_hop,
-                })?
-                .build(),
+            [next_hop] => {
+                let mut message = Self::message(prefix).build();
+                message.attributes.push(next_hop_attribute(prefix, *next_hop)?);
+                message
+            }
             _ => {
                 let hops = next_hops
                     .iter()
                     .map(|next_hop| {
                         let mut hop = RouteNextHop::default();
-                        hop.attributes
-                            .push(RouteAttribute::Gateway(RouteAddress::from(*next_hop)));
-                        hop
+                        hop.attributes.push(next_hop_attribute(prefix, *next_hop)?);
+                        Ok(hop)
                     })
-                    .collect();
+                    .collect::<Result<_, FibError>>()?;
                 Self::message(prefix).multipath(hops).build()
             }
         };
@@ -226,6 +226,16 @@ impl Fib for NetlinkFib {
     }
 }
 
+/// The next hop of a route to `prefix`: `RTA_GATEWAY` of the prefix's family, or `RTA_VIA` for
+/// an IPv4 route through an IPv6 address (RFC 8950).
+fn next_hop_attribute(prefix: Prefix, next_hop: IpAddr) -> Result<RouteAttribute, FibError> {
+    match (prefix, next_hop) {
+        (Prefix::V4(_), IpAddr::V6(via)) => Ok(RouteAttribute::Via(RouteVia::Inet6(via))),
+        (Prefix::V6(_), IpAddr::V4(_)) => Err(FibError::Build { prefix, next_hop }),
+        _ => Ok(RouteAttribute::Gateway(RouteAddress::from(next_hop))),
+    }
+}
+
 /// A dumped route as weft sees it; `None` for one weft cannot have made.
 fn kernel_route(route: &RouteMessage) -> Option<KernelRoute> {
     let length = route.header.destination_prefix_length;
@@ -240,11 +250,14 @@ fn kernel_route(route: &RouteMessage) -> Option<KernelRoute> {
         match attribute {
             RouteAttribute::Destination(a) => destination = address(a),
             RouteAttribute::Gateway(a) => next_hops.extend(address(a)),
+            RouteAttribute::Via(RouteVia::Inet6(a)) => next_hops.push(IpAddr::V6(*a)),
             RouteAttribute::MultiPath(hops) => {
                 for hop in hops {
                     for attribute in &hop.attributes {
-                        if let RouteAttribute::Gateway(a) = attribute {
-                            next_hops.extend(address(a));
+                        match attribute {
+                            RouteAttribute::Gateway(a) => next_hops.extend(address(a)),
+                            RouteAttribute::Via(RouteVia::Inet6(a)) => next_hops.push(IpAddr::V6(*a)),
+                            _ => {}
                         }
                     }
                 }

@@ -44,7 +44,7 @@ use weft_bgp_proto::graceful_restart::SessionEnd;
 use weft_bgp_proto::notification::{CeaseSubcode, code};
 use weft_bgp_proto::wire::route_refresh::BgpRouteRefreshMessage;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
-use weft_bgp_proto::{Action, Event, Framer, Message, Negotiated, Notification, Session, State};
+use weft_bgp_proto::{Action, AddressType, Event, Framer, Message, Negotiated, Notification, Session, State};
 
 use crate::config::PeerConfig;
 use crate::connector;
@@ -860,6 +860,10 @@ fn session_config(
     local.hold_time = peer.hold_time;
     local.families = peer.families.clone();
     local.graceful_restart = graceful_restart;
+    if peer.extended_next_hop {
+        local.extended_next_hop = vec![AddressType::Ipv4Unicast];
+    }
+    local.extended_messages = peer.extended_messages;
     let mut config = SessionConfig::new(local, Some(peer.asn));
     config.passive = passive || peer.passive;
     config.connect_retry_time = peer.connect_retry_time;
@@ -908,7 +912,10 @@ async fn write(connection: &mut Connection, message: &Message, send_hold_time: D
 }
 
 async fn read_loop(id: u64, mut reader: OwnedReadHalf, io_tx: mpsc::Sender<IoEvent>) {
+    // Up to 65535 octets: the codec checks each message against what the session negotiated
+    // (RFC 8654), so a long one without extended messages still gets Bad Message Length.
     let mut framer = Framer::new();
+    framer.set_extended_messages(true);
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
         let read = match reader.read(&mut buffer).await {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use weft_bgp_proto::capabilities::LocalConfig;
 use weft_bgp_proto::notification::{CeaseSubcode, code};
 use weft_bgp_proto::route::{AsPath, Origin};
-use weft_bgp_proto::update::{advertisements, read_update};
+use weft_bgp_proto::update::{UpdateEncoding, advertisements, read_update};
 use weft_bgp_proto::{Message, PathAttributes, Prefix};
 use weft_topology_tests::{Netns, Process, binary, require_netns, wait_for, wait_until};
 
@@ -169,8 +169,14 @@ fn establish_and_exchange(lab: &Lab, winner: &mut TcpStream) -> Result<()> {
         large_communities: Vec::new(),
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
+        atomic_aggregate: false,
     };
-    for update in advertisements(&["198.18.100.0/24".parse()?], &Arc::new(attributes), true) {
+    for update in advertisements(
+        &["198.18.100.0/24".parse()?],
+        &Arc::new(attributes),
+        UpdateEncoding::FOUR_OCTET_AS,
+    ) {
         send(winner, &Message::Update(update))?;
     }
     wait_until("weft to learn 198.18.100.0/24", DEADLINE, POLL, || {

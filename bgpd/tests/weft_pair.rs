@@ -8,7 +8,9 @@
 //!
 //! Proves: the passive side accepts the active side's connection; without policies iBGP
 //! accepts and sends (RFC 8212 covers eBGP only); an iBGP route carries LOCAL_PREF, an empty
-//! AS_PATH and the originator's address as next hop, and lands in the other's kernel.
+//! AS_PATH and the originator's address as next hop, and lands in the other's kernel. And on a
+//! link with IPv6 addresses only, with `extended_next_hop` (RFC 8950) on both, the IPv4
+//! prefixes cross with IPv6 next hops into both kernels (`via inet6`), and a ping crosses.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,11 +31,16 @@ struct Speaker {
 
 impl Speaker {
     fn new(label: &str, id: &str, peer: &str, originate: &str, passive: bool) -> Result<Self> {
+        Self::with(label, id, peer, originate, passive, "")
+    }
+
+    /// [`Self::new`] with `extra` YAML lines in the peer's entry.
+    fn with(label: &str, id: &str, peer: &str, originate: &str, passive: bool, extra: &str) -> Result<Self> {
         let netns = Netns::new(label)?;
         let dir = tempfile::tempdir()?;
         let config = format!(
             "asn: 65001\nrouter_id: {id}\ncontrol_socket: {}\noriginate: [{originate}]\nkernel: {{install: true}}\n\
-             peers:\n  - address: {peer}\n    asn: 65001\n    passive: {passive}\n    connect_retry_time: 1\n",
+             peers:\n  - address: \"{peer}\"\n    asn: 65001\n    passive: {passive}\n    connect_retry_time: 1\n{extra}",
             dir.path().join("weft.sock").display()
         );
         std::fs::write(dir.path().join("weft.yaml"), config)?;
@@ -95,6 +102,52 @@ fn two_weft_speakers_exchange_routes_over_ibgp_with_one_side_passive() -> Result
     wait_until("b's prefix in a's kernel", DEADLINE, POLL, || {
         let routes = a.netns.run(&["ip", "-4", "route", "show", "proto", "87"])?.stdout;
         Ok::<_, anyhow::Error>(routes.contains("198.18.2.0/26 via 198.19.0.2"))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn two_weft_speakers_exchange_ipv4_routes_over_an_ipv6_only_link_with_extended_next_hop() -> Result<()> {
+    if require_netns().is_none() {
+        return Ok(());
+    }
+    let extra = "    families: [ipv4-unicast, ipv6-unicast]\n    extended_next_hop: true\n";
+    let a = Speaker::with("pair6-a", "198.19.0.1", "2001:db8:ff::2", "198.18.1.0/26", true, extra)?;
+    let b = Speaker::with("pair6-b", "198.19.0.2", "2001:db8:ff::1", "198.18.2.0/26", false, extra)?;
+    a.netns.veth("eth0", &b.netns, "eth0")?;
+    a.netns.add_address("eth0", "2001:db8:ff::1/64")?;
+    b.netns.add_address("eth0", "2001:db8:ff::2/64")?;
+    for (speaker, host) in [(&a, "198.18.1.1"), (&b, "198.18.2.1")] {
+        speaker.netns.run(&["ip", "link", "set", "lo", "up"])?;
+        speaker.netns.add_address("lo", &format!("{host}/32"))?;
+    }
+    let _a = a.start()?;
+    let _b = b.start()?;
+
+    let at_a = wait_for("a to learn b's IPv4 prefix", DEADLINE, POLL, || {
+        a.learned("198.18.2.0/26")
+    })?;
+    assert_eq!(at_a["next_hop"], "2001:db8:ff::2", "{at_a}");
+    let at_b = wait_for("b to learn a's IPv4 prefix", DEADLINE, POLL, || {
+        b.learned("198.18.1.0/26")
+    })?;
+    assert_eq!(at_b["next_hop"], "2001:db8:ff::1", "{at_b}");
+    for (speaker, route) in [
+        (&a, "198.18.2.0/26 via inet6 2001:db8:ff::2 "),
+        (&b, "198.18.1.0/26 via inet6 2001:db8:ff::1 "),
+    ] {
+        wait_until(&format!("`{route}` in the kernel"), DEADLINE, POLL, || {
+            let routes = speaker.netns.run(&["ip", "-4", "route", "show", "proto", "87"])?.stdout;
+            Ok::<_, anyhow::Error>(routes.contains(route))
+        })?;
+    }
+    wait_until("a ping from a's 198.18.1.1 to b's 198.18.2.1", DEADLINE, POLL, || {
+        let output = a
+            .netns
+            .command("ping")
+            .args(["-c", "1", "-W", "1", "-I", "198.18.1.1", "198.18.2.1"])
+            .output()?;
+        Ok::<_, anyhow::Error>(output.success())
     })?;
     Ok(())
 }

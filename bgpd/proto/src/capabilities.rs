@@ -28,6 +28,7 @@ use netgauze_iana::address_family::{AddressFamily, AddressType};
 
 use crate::codec::CodecContext;
 use crate::notification::{Notification, open};
+use crate::update::UpdateEncoding;
 
 /// The 2-octet AS placeholder for 4-octet AS numbers (RFC 6793 §9).
 pub const AS_TRANS: u16 = 23456;
@@ -221,6 +222,19 @@ impl Negotiated {
             internal_peer,
             extended_messages: self.extended_messages,
         }
+    }
+
+    /// How UPDATEs are written to the peer.
+    pub fn update_encoding(&self) -> UpdateEncoding {
+        UpdateEncoding {
+            four_octet_as: self.four_octet_as,
+            extended_messages: self.extended_messages,
+        }
+    }
+
+    /// Whether IPv4 unicast routes may carry an IPv6 next hop (RFC 8950), both ways.
+    pub fn ipv4_over_ipv6(&self) -> bool {
+        self.extended_next_hop.contains(&AddressType::Ipv4Unicast)
     }
 
     /// Whether the family was negotiated.

@@ -62,6 +62,21 @@ pub struct ExportSession {
     /// and a next hop of the other family, still get ours). No effect on iBGP, where learned
     /// routes keep their NEXT_HOP anyway.
     pub next_hop_keep: bool,
+    /// The peer takes IPv4 routes with an IPv6 next hop (RFC 8950, negotiated): on a session
+    /// without an IPv4 address they carry our IPv6 one.
+    pub extended_next_hop: bool,
+}
+
+impl ExportSession {
+    /// Whether the peer can be sent a route to `prefix` through `next_hop`: a next hop of the
+    /// prefix's family, or an IPv6 one for an IPv4 prefix with extended next hop.
+    fn can_carry(&self, prefix: &Prefix, next_hop: IpAddr) -> bool {
+        match (prefix, next_hop) {
+            (Prefix::V4(_), IpAddr::V4(_)) | (Prefix::V6(_), IpAddr::V6(_)) => true,
+            (Prefix::V4(_), IpAddr::V6(_)) => self.extended_next_hop,
+            (Prefix::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
 }
 
 /// The attributes with which a route from a peer enters the Loc-RIB, or `None` if it may not:
@@ -130,14 +145,21 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         }
     }
     let self_next_hop = match prefix {
-        Prefix::V4(_) => session.next_hop_v4.map(IpAddr::V4),
+        Prefix::V4(_) => session.next_hop_v4.map(IpAddr::V4).or_else(|| {
+            session
+                .next_hop_v6
+                .filter(|_| session.extended_next_hop)
+                .map(IpAddr::V6)
+        }),
         Prefix::V6(_) => session.next_hop_v6.map(IpAddr::V6),
     };
     let attributes = &best.attributes;
     if session.peer.internal {
         let next_hop = match best.source {
-            PathSource::Local => self_next_hop?,
-            PathSource::Peer(_) => attributes.next_hop,
+            PathSource::Peer(_) if session.can_carry(prefix, attributes.next_hop) => attributes.next_hop,
+            // Ours, or learned through an IPv6 next hop the peer cannot take for an IPv4
+            // route (RFC 8950 not negotiated with it): we are the next hop.
+            _ => self_next_hop?,
         };
         let sent = PathAttributes {
             origin: attributes.origin,
@@ -149,6 +171,8 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
             large_communities: attributes.large_communities.clone(),
             originator_id: attributes.originator_id,
             cluster_list: attributes.cluster_list.clone(),
+            aggregator: attributes.aggregator,
+            atomic_aggregate: attributes.atomic_aggregate,
         };
         return Some(Arc::new(match reflect {
             Some((from, cluster_id)) => reflected(&sent, &from, cluster_id),
@@ -166,9 +190,7 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         PathSource::Peer(_) => None,
     };
     let next_hop = match best.source {
-        PathSource::Peer(_)
-            if session.next_hop_keep && attributes.next_hop.is_ipv4() == matches!(prefix, Prefix::V4(_)) =>
-        {
+        PathSource::Peer(_) if session.next_hop_keep && session.can_carry(prefix, attributes.next_hop) => {
             attributes.next_hop
         }
         _ => self_next_hop?,
@@ -183,6 +205,8 @@ fn default_export(prefix: &Prefix, best: &Path, session: &ExportSession) -> Opti
         large_communities: attributes.large_communities.clone(),
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: attributes.aggregator,
+        atomic_aggregate: attributes.atomic_aggregate,
     }))
 }
 
@@ -210,6 +234,7 @@ mod tests {
             policy,
             cluster_id: None,
             next_hop_keep: false,
+            extended_next_hop: false,
         }
     }
 
@@ -226,6 +251,8 @@ mod tests {
                 large_communities: Vec::new(),
                 originator_id: None,
                 cluster_list: Vec::new(),
+                aggregator: None,
+                atomic_aggregate: false,
             }),
         }
     }
@@ -272,6 +299,35 @@ mod tests {
         tor.next_hop_keep = false;
         let sent = export_attributes(&prefix("198.18.3.0/26"), &from_ibgp, &tor).expect("exported");
         assert_eq!(sent.next_hop, ours);
+    }
+
+    #[test]
+    fn ipv4_routes_go_over_an_ipv6_session_with_our_ipv6_next_hop_only_with_extended_next_hop() {
+        let ours: Ipv6Addr = "2001:db8:ff::2".parse().expect("address");
+        let mut tor = ExportSession {
+            next_hop_v4: None,
+            next_hop_v6: Some(ours),
+            ..session(peer(1, 65000, false), Policy::Accept)
+        };
+        assert_eq!(export_attributes(&prefix("198.18.1.0/26"), &local_path(), &tor), None);
+        tor.extended_next_hop = true;
+        let sent = export_attributes(&prefix("198.18.1.0/26"), &local_path(), &tor).expect("exported");
+        assert_eq!(sent.next_hop, IpAddr::V6(ours));
+        // iBGP: a learned IPv4 route's IPv6 next hop passes on when the peer takes it; to a
+        // peer that does not, we are the next hop.
+        let learned = Path {
+            source: PathSource::Peer(peer(4, 65004, false)),
+            attributes: Arc::new(PathAttributes {
+                next_hop: "2001:db8:ff::4".parse().expect("address"),
+                ..(*local_path().attributes).clone()
+            }),
+        };
+        let mut ibgp = session(peer(3, 65001, true), Policy::Accept);
+        let sent = export_attributes(&prefix("198.18.4.0/24"), &learned, &ibgp).expect("exported");
+        assert_eq!(sent.next_hop.to_string(), "198.19.0.2", "next hop self");
+        ibgp.extended_next_hop = true;
+        let sent = export_attributes(&prefix("198.18.4.0/24"), &learned, &ibgp).expect("exported");
+        assert_eq!(sent.next_hop.to_string(), "2001:db8:ff::4", "the learned next hop");
     }
 
     #[test]

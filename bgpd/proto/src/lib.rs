@@ -23,7 +23,9 @@
 //! | [`policy`] | named policies: prefix lists with ge/le, communities, AS_PATH; set and prepend | 1997; 8092 |
 //! | [`route_reflection`] | what a route reflector reflects, ORIGINATOR_ID, CLUSTER_LIST, loops | 4456 |
 //! | [`export`] | import/export policy (accept, reject), attributes sent to a peer | 4271 §5.1, §9.2; 8212 |
+//! | [`advertisement_interval`] | the MinRouteAdvertisementIntervalTimer per peer and prefix | 4271 §9.2.1.1 |
 
+pub mod advertisement_interval;
 pub mod best_path;
 pub mod capabilities;
 pub mod codec;

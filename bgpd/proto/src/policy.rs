@@ -248,6 +248,8 @@ mod tests {
             large_communities: Vec::new(),
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
+            atomic_aggregate: false,
         }
     }
 

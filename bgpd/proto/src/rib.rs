@@ -187,6 +187,11 @@ impl AdjRibOut {
         }
     }
 
+    /// What was sent for `prefix`, if it is advertised.
+    pub fn sent(&self, prefix: &Prefix) -> Option<&Arc<PathAttributes>> {
+        self.routes.get(prefix)
+    }
+
     /// How many prefixes are advertised.
     pub fn len(&self) -> usize {
         self.routes.len()
@@ -221,6 +226,8 @@ mod tests {
             large_communities: Vec::new(),
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
+            atomic_aggregate: false,
         })
     }
 

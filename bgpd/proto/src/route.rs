@@ -142,6 +142,20 @@ pub struct PathAttributes {
     /// CLUSTER_LIST (RFC 4456 §8): the clusters the route was reflected through, most recent
     /// first; iBGP only.
     pub cluster_list: Vec<Ipv4Addr>,
+    /// AGGREGATOR (RFC 4271 §5.1.7), with the true AS of AS4_AGGREGATOR merged in from a
+    /// 2-octet speaker (RFC 6793 §4.2.3).
+    pub aggregator: Option<Aggregator>,
+    /// ATOMIC_AGGREGATE (RFC 4271 §5.1.6): some aggregation lost path information; passed on.
+    pub atomic_aggregate: bool,
+}
+
+/// AGGREGATOR: the AS and the BGP Identifier of the speaker that formed the aggregate route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Aggregator {
+    /// Its AS, four octets.
+    pub asn: u32,
+    /// Its BGP Identifier.
+    pub address: Ipv4Addr,
 }
 
 /// Where a path came from.

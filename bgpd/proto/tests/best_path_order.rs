@@ -59,6 +59,8 @@ fn paths() -> impl Strategy<Value = Vec<Path>> {
                         large_communities: Vec::new(),
                         originator_id: None,
                         cluster_list: Vec::new(),
+                        aggregator: None,
+                        atomic_aggregate: false,
                     }),
                 }
             })

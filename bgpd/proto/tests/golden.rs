@@ -266,7 +266,7 @@ use support::{
 };
 use weft_bgp_proto::capabilities::{AddPathConfig, GracefulRestartConfig, LocalConfig, negotiate};
 use weft_bgp_proto::route::{AsPath as RouteAsPath, AsPathSegment as RouteAsPathSegment, Origin as RouteOrigin};
-use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family};
+use weft_bgp_proto::update::{UpdateEncoding, advertisements, end_of_rib, end_of_rib_family};
 use weft_bgp_proto::wire::capabilities::{
     AddPathAddressFamily, AddPathCapability, ExtendedNextHopEncoding, ExtendedNextHopEncodingCapability,
     FqdnCapability, GracefulRestartAddressFamily, GracefulRestartCapability, LongLivedGracefulRestartAddressFamily,

@@ -552,6 +552,10 @@ impl<'a> Peering<'a> {
             restart_time: settings.restart_time,
             // Calico: on eBGP sessions only (iBGP keeps a learned route's next hop anyway).
             next_hop_keep: settings.next_hop_keep && !internal,
+            // Calico's resources have no field for either; one session per family.
+            extended_next_hop: false,
+            extended_messages: false,
+            advertisement_interval: Duration::ZERO,
         };
         self.configs.insert(address, config);
         self.sources.insert(address, source.to_owned());

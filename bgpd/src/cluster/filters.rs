@@ -150,6 +150,8 @@ mod tests {
             large_communities: Vec::new(),
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
+            atomic_aggregate: false,
         };
         policy
             .apply(&prefix.parse().expect("prefix"), &attributes, 64512)

@@ -178,6 +178,8 @@ fn a_tor_peer_applies_to_the_nodes_its_selector_or_node_names() {
         large_communities: Vec::new(),
         originator_id: None,
         cluster_list: vec![],
+        aggregator: None,
+        atomic_aggregate: false,
     };
     assert!(export.apply(&prefix("198.18.1.0/26"), &route, 64512).is_some());
     assert!(export.apply(&prefix("198.51.100.0/24"), &route, 64512).is_none());

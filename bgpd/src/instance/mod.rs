@@ -15,6 +15,9 @@
 //!   reconcile once every peer is Established and has sent End-of-RIB for each of its families,
 //!   or the Restart Time has passed;
 //! - ROUTE-REFRESH: the Adj-RIB-Out is sent again (RFC 2918);
+//! - with a peer's `advertisement_interval`, a prefix advertised to it less than the interval
+//!   ago waits and goes in its latest state when the interval is over; withdrawals do not wait
+//!   (RFC 4271 §9.2.1.1, [`advertisement_interval`]);
 //! - with `kernel.install`, the next hops of every changed prefix's best paths (ECMP, up to
 //!   `kernel.max_paths`) go to the FIB task ([`crate::kernel`]).
 //!
@@ -31,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use weft_bgp_proto::advertisement_interval::AdvertisementInterval;
 use weft_bgp_proto::export::{ExportSession, export_attributes, import};
 use weft_bgp_proto::graceful_restart::{SessionEnd, families_flushed_on_reestablish, families_kept};
 use weft_bgp_proto::notification::CeaseSubcode;
@@ -44,6 +48,7 @@ use weft_bgp_proto::{
     AddressType, AdjRibIn, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
 };
 
+mod advertisement_interval;
 mod graceful_restart;
 mod reload;
 mod status;
@@ -90,6 +95,8 @@ struct Established {
     local_address: IpAddr,
     /// Families whose End-of-RIB the peer has sent.
     end_of_rib: Vec<AddressType>,
+    /// The MinRouteAdvertisementIntervalTimer (RFC 4271 §9.2.1.1).
+    advertisement_interval: AdvertisementInterval,
 }
 
 impl Peer {
@@ -127,6 +134,8 @@ fn local_path(originated: &Originated) -> Path {
             large_communities: originated.large_communities.clone(),
             originator_id: None,
             cluster_list: Vec::new(),
+            aggregator: None,
+            atomic_aggregate: false,
         }),
     }
 }
@@ -208,7 +217,7 @@ impl Instance {
     ) {
         self.reconcile_when_in_sync().await;
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.next_deadline().into_iter().chain(self.next_advertisement()).min();
             let timer =
                 tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
             tokio::select! {
@@ -224,7 +233,10 @@ impl Instance {
                     }
                     request => self.answer(request),
                 },
-                () = timer, if deadline.is_some() => self.timeouts().await,
+                () = timer, if deadline.is_some() => {
+                    self.timeouts().await;
+                    self.advertise_due().await;
+                }
             }
         }
     }
@@ -299,10 +311,11 @@ impl Instance {
             policy: peer.config.export.clone(),
             cluster_id: self.cluster_id,
             next_hop_keep: peer.config.next_hop_keep && !info.internal,
+            extended_next_hop: negotiated.ipv4_over_ipv6(),
         };
         for family in &negotiated.families {
             let has_next_hop = match family {
-                AddressType::Ipv4Unicast => export.next_hop_v4.is_some(),
+                AddressType::Ipv4Unicast => export.next_hop_v4.is_some() || export.extended_next_hop,
                 AddressType::Ipv6Unicast => export.next_hop_v6.is_some(),
                 _ => true,
             };
@@ -320,12 +333,15 @@ impl Instance {
                 families_flushed_on_reestablish(&stale.families, &negotiated)
             })
             .unwrap_or_default();
+        // RFC 4271 §10 jitter, seeded per session so that peers do not advertise in step.
+        let seed = u64::from(u32::from(negotiated.peer_router_id)) << 32 | u64::from(u32::from(self.router_id));
         peer.session = Some(Established {
             since: Instant::now(),
             negotiated,
             export,
             local_address,
             end_of_rib: Vec::new(),
+            advertisement_interval: AdvertisementInterval::new(peer.config.advertisement_interval, seed),
         });
         peer.counters.established_transitions += 1;
         if !flushed.is_empty() {
@@ -355,7 +371,8 @@ impl Instance {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
-        let Some(session) = &peer.session else { return };
+        let Some(session) = peer.session.as_mut() else { return };
+        let now = Instant::now().into_std();
         let mut withdrawn = Vec::new();
         let mut advertised: Vec<(Arc<PathAttributes>, Vec<Prefix>)> = Vec::new();
         for prefix in prefixes {
@@ -366,6 +383,18 @@ impl Instance {
             } else {
                 None
             };
+            match &wanted {
+                // A change to advertise within the interval waits (sent later as it is then).
+                Some(attributes)
+                    if session.advertisement_interval.is_active()
+                        && peer.adj_rib_out.sent(prefix) != Some(attributes)
+                        && !session.advertisement_interval.admit(*prefix, now) =>
+                {
+                    continue;
+                }
+                Some(_) => {}
+                None => session.advertisement_interval.withdrawn(prefix),
+            }
             match peer.adj_rib_out.update(*prefix, wanted) {
                 None => {}
                 Some(OutChange::Withdraw) => withdrawn.push(*prefix),
@@ -375,10 +404,10 @@ impl Instance {
                 },
             }
         }
-        let four_octet_as = session.negotiated.four_octet_as;
-        let mut updates = withdrawals(&withdrawn);
+        let encoding = session.negotiated.update_encoding();
+        let mut updates = withdrawals(&withdrawn, encoding);
         for (attributes, prefixes) in &advertised {
-            updates.extend(advertisements(prefixes, attributes, four_octet_as));
+            updates.extend(advertisements(prefixes, attributes, encoding));
         }
         send(peer, updates).await;
     }

@@ -101,6 +101,7 @@ impl Instance {
                 hold_time: negotiated.map(|n| n.hold_time),
                 keepalive_time: negotiated.map(|n| n.keepalive_time),
                 connect_retry_time: peer.config.connect_retry_time.as_secs(),
+                advertisement_interval: peer.config.advertisement_interval.as_secs(),
             },
             capabilities: negotiated.map(|n| NeighborCapabilities {
                 families: n.families.iter().filter_map(|f| family_name(*f)).collect(),
@@ -108,6 +109,7 @@ impl Instance {
                 route_refresh: n.route_refresh,
                 enhanced_route_refresh: n.enhanced_route_refresh,
                 extended_messages: n.extended_messages,
+                extended_next_hop: n.ipv4_over_ipv6(),
                 graceful_restart: n.graceful_restart.as_ref().map(|restart| NeighborGracefulRestart {
                     restart_time: restart.restart_time,
                     restarting: restart.restarting,
@@ -168,6 +170,7 @@ impl Instance {
                         .collect(),
                     originator_id: attributes.originator_id.map(|id| id.to_string()),
                     cluster_list: attributes.cluster_list.iter().map(ToString::to_string).collect(),
+                    aggregator: attributes.aggregator.map(|a| format!("{} {}", a.asn, a.address)),
                     stale: self.peers.values().any(|peer| {
                         peer.stale
                             .as_ref()

@@ -48,7 +48,7 @@ use weft_bgp_proto::capabilities::{AddPathConfig, GracefulRestartConfig, LocalCo
 use weft_bgp_proto::codec::{CodecContext, Message, decode_message, encode};
 use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::route::{AsPath, AsPathSegment, Origin, PathAttributes, Prefix};
-use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family, read_update};
+use weft_bgp_proto::update::{UpdateEncoding, advertisements, end_of_rib, end_of_rib_family, read_update};
 use weft_bgp_proto::wire::iana::RouteRefreshSubcode;
 use weft_bgp_proto::wire::path_attribute::{MpReach, MpUnreach, PathAttributeValue};
 use weft_bgp_proto::wire::route_refresh::BgpRouteRefreshMessage;
@@ -190,6 +190,8 @@ fn our_attributes(internal: bool, next_hop: IpAddr) -> PathAttributes {
         large_communities: vec![[OUR_EBGP_AS, 7, 8]],
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
+        atomic_aggregate: false,
     }
 }
 
@@ -240,10 +242,14 @@ fn ebgp_session(peer: Peer, lab: &Lab, recorder: &mut Recorder) -> Result<()> {
     let v4 = our_attributes(false, US_V4.parse()?);
     let v6 = our_attributes(false, US_V6.parse()?);
     let mut ours_sent = Vec::new();
-    for update in advertisements(&[prefix("198.19.100.0/24"), prefix("198.19.101.0/24")], &v4, true) {
+    for update in advertisements(
+        &[prefix("198.19.100.0/24"), prefix("198.19.101.0/24")],
+        &v4,
+        UpdateEncoding::FOUR_OCTET_AS,
+    ) {
         ours_sent.push(("update-ebgp-ipv4-nlri", Message::Update(update)));
     }
-    for update in advertisements(&[prefix("2001:db8:200::/48")], &v6, true) {
+    for update in advertisements(&[prefix("2001:db8:200::/48")], &v6, UpdateEncoding::FOUR_OCTET_AS) {
         ours_sent.push(("update-ebgp-ipv6-mp-reach", Message::Update(update)));
     }
     for (family, name) in [
@@ -395,10 +401,14 @@ fn ibgp_session(peer: Peer, lab: &Lab, recorder: &mut Recorder) -> Result<()> {
     let next_hop: Ipv6Addr = US_V6.parse()?;
     let attributes = our_attributes(true, IpAddr::V6(next_hop));
     let mut sent = Vec::new();
-    let v6_update = advertisements(&[prefix("2001:db8:210::/48")], &attributes, true)
-        .into_iter()
-        .next()
-        .expect("one UPDATE");
+    let v6_update = advertisements(
+        &[prefix("2001:db8:210::/48")],
+        &attributes,
+        UpdateEncoding::FOUR_OCTET_AS,
+    )
+    .into_iter()
+    .next()
+    .expect("one UPDATE");
     if negotiated.extended_next_hop.contains(&AddressType::Ipv4Unicast) {
         // RFC 8950: the same attributes, IPv4 NLRI in MP_REACH_NLRI with our IPv6 address.
         let v4_update = with_mp_reach(
@@ -417,7 +427,7 @@ fn ibgp_session(peer: Peer, lab: &Lab, recorder: &mut Recorder) -> Result<()> {
     } else {
         recorder.note("no extended next hop negotiated on iBGP: IPv4 route sent with an IPv4 next hop");
         let v4 = our_attributes(true, US_V4.parse()?);
-        for update in advertisements(&[prefix("198.19.110.0/24")], &v4, true) {
+        for update in advertisements(&[prefix("198.19.110.0/24")], &v4, UpdateEncoding::FOUR_OCTET_AS) {
             sent.push(("update-ibgp-ipv4-nlri", update));
         }
     }

@@ -38,6 +38,8 @@ fn our_attributes(internal: bool, next_hop: &str) -> weft_bgp_proto::PathAttribu
         large_communities: vec![[4_200_000_002, 7, 8]],
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
+        atomic_aggregate: false,
     }
 }
 
@@ -77,14 +79,14 @@ fn our_encoder_writes_the_updates_the_peers_accepted() {
     let ipv4 = advertisements(
         &[prefix("198.19.100.0/24"), prefix("198.19.101.0/24")],
         &our_attributes(false, "198.18.0.2"),
-        true,
+        UpdateEncoding::FOUR_OCTET_AS,
     );
     assert_eq!(ipv4.len(), 1);
     assert_we_encode(&name(WEFT, "update-ebgp-ipv4-nlri"), &Message::Update(ipv4[0].clone()));
     let ipv6 = advertisements(
         &[prefix("2001:db8:200::/48")],
         &our_attributes(false, "2001:db8::2"),
-        true,
+        UpdateEncoding::FOUR_OCTET_AS,
     );
     assert_we_encode(
         &name(WEFT, "update-ebgp-ipv6-mp-reach"),
@@ -93,7 +95,7 @@ fn our_encoder_writes_the_updates_the_peers_accepted() {
     let ibgp_ipv6 = advertisements(
         &[prefix("2001:db8:210::/48")],
         &our_attributes(true, "2001:db8::2"),
-        true,
+        UpdateEncoding::FOUR_OCTET_AS,
     );
     assert_we_encode(
         &name(WEFT, "update-ibgp-ipv6-mp-reach"),

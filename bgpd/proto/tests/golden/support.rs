@@ -161,6 +161,8 @@ pub fn peer_attributes(internal: bool, next_hop: &str) -> PathAttributes {
         large_communities: vec![[4_200_000_001, 1, 2]],
         originator_id: None,
         cluster_list: Vec::new(),
+        aggregator: None,
+        atomic_aggregate: false,
     }
 }
 
