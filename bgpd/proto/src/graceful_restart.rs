@@ -29,6 +29,11 @@
 //!   comes; a peer whose session drops before its End-of-RIB is waited for again, and one whose
 //!   End-of-RIBs all arrived is done for good.
 //!
+//! The FIB is another matter: reconciling it removes the forwarding state kept across the
+//! restart that no peer re-announced, so it waits also for the End-of-RIB of the peers with the
+//! Restart State flag ([`fib_wait`]; they send theirs once they have ours, and FRR sets the flag
+//! for its first 120 s after any start). Both waits end at the same timer.
+//!
 //! Must never: read the clock, or decide routes (the RIBs do).
 
 use std::collections::BTreeSet;
@@ -116,15 +121,25 @@ pub enum DeferralWait {
     Nothing,
 }
 
-/// What deferral waits for from a peer whose session negotiated `negotiated` (`None`: not
-/// Established) and has sent End-of-RIB for `end_of_rib`.
+/// What route selection deferral waits for from a peer whose session negotiated `negotiated`
+/// (`None`: not Established) and has sent End-of-RIB for `end_of_rib` (§4.1).
 pub fn deferral_wait(negotiated: Option<&Negotiated>, end_of_rib: &[AddressType]) -> DeferralWait {
+    wait(negotiated, end_of_rib, false)
+}
+
+/// What reconciling the FIB waits for from that peer: as [`deferral_wait`], and a peer with the
+/// Restart State flag counts too.
+pub fn fib_wait(negotiated: Option<&Negotiated>, end_of_rib: &[AddressType]) -> DeferralWait {
+    wait(negotiated, end_of_rib, true)
+}
+
+fn wait(negotiated: Option<&Negotiated>, end_of_rib: &[AddressType], restarting_counts: bool) -> DeferralWait {
     let Some(negotiated) = negotiated else {
         return DeferralWait::Session;
     };
     match &negotiated.graceful_restart {
         None => DeferralWait::Nothing,
-        Some(restart) if restart.restarting => DeferralWait::Nothing,
+        Some(restart) if restart.restarting && !restarting_counts => DeferralWait::Nothing,
         Some(_) => {
             let missing: Vec<AddressType> = negotiated
                 .families
@@ -143,34 +158,54 @@ pub fn deferral_wait(negotiated: Option<&Negotiated>, end_of_rib: &[AddressType]
 }
 
 /// Route selection deferral after our own restart (RFC 4724 §4.1): which configured peers are
-/// done. The driver holds the Selection_Deferral_Timer and ends deferral when
-/// [`SelectionDeferral::observe`] says every peer is done, or when the timer runs out.
+/// done. The driver holds the Selection_Deferral_Timer and ends deferral, then reconciles the
+/// FIB, as [`SelectionDeferral::observe`] says, or when the timer runs out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SelectionDeferral {
-    /// Peers with nothing more to wait for; a peer stays here once in, whatever its session
+    /// Peers selection no longer waits for; a peer stays here once in, whatever its session
     /// does next.
     done: BTreeSet<IpAddr>,
+    /// Peers the FIB no longer waits for; likewise.
+    in_sync: BTreeSet<IpAddr>,
+}
+
+/// What [`SelectionDeferral::observe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferralProgress {
+    /// No peer is awaited by route selection: deferral may end, and the peers get our routes.
+    pub selection: bool,
+    /// No peer is awaited by the FIB either: it may be reconciled.
+    pub fib: bool,
 }
 
 impl SelectionDeferral {
     /// Takes in every configured peer as it is now (`(address, negotiated, end_of_rib)`, as in
-    /// [`deferral_wait`]); true when none is waited for any more (deferral may end).
+    /// [`deferral_wait`]) and says what may end.
     pub fn observe<'a>(
         &mut self,
         peers: impl IntoIterator<Item = (IpAddr, Option<&'a Negotiated>, &'a [AddressType])>,
-    ) -> bool {
-        let mut complete = true;
+    ) -> DeferralProgress {
+        let mut progress = DeferralProgress {
+            selection: true,
+            fib: true,
+        };
         for (address, negotiated, end_of_rib) in peers {
-            if self.done.contains(&address) {
-                continue;
+            if !self.done.contains(&address) {
+                if deferral_wait(negotiated, end_of_rib) == DeferralWait::Nothing {
+                    self.done.insert(address);
+                } else {
+                    progress.selection = false;
+                }
             }
-            if deferral_wait(negotiated, end_of_rib) == DeferralWait::Nothing {
-                self.done.insert(address);
-            } else {
-                complete = false;
+            if !self.in_sync.contains(&address) {
+                if fib_wait(negotiated, end_of_rib) == DeferralWait::Nothing {
+                    self.in_sync.insert(address);
+                } else {
+                    progress.fib = false;
+                }
             }
         }
-        complete
+        progress
     }
 
     /// What is still awaited from the peer at `address` as it is now.
@@ -285,6 +320,13 @@ mod tests {
         );
         let n = restarting(negotiated(Some(vec![(V4, true)]), false));
         assert_eq!(deferral_wait(Some(&n), &[]), DeferralWait::Nothing);
+        assert_eq!(
+            fib_wait(Some(&n), &[]),
+            DeferralWait::EndOfRib(vec![V4, V6]),
+            "the FIB waits for its routes all the same"
+        );
+        assert_eq!(fib_wait(Some(&n), &[V4, V6]), DeferralWait::Nothing);
+        assert_eq!(fib_wait(Some(&negotiated(None, false)), &[]), DeferralWait::Nothing);
     }
 
     #[test]
@@ -301,23 +343,54 @@ mod tests {
         let plain = negotiated(None, false);
         let mut deferral = SelectionDeferral::default();
         // a is up without its End-of-RIBs, b is not up, c does not offer graceful restart.
-        assert!(!deferral.observe([(a, Some(&gr), &[][..]), (b, None, &[][..]), (c, Some(&plain), &[][..])]));
+        assert!(
+            !deferral
+                .observe([(a, Some(&gr), &[][..]), (b, None, &[][..]), (c, Some(&plain), &[][..])])
+                .selection
+        );
         assert_eq!(deferral.wait(c, Some(&plain), &[]), DeferralWait::Nothing);
-        assert!(!deferral.observe([(a, Some(&gr), &[V4, V6][..]), (b, None, &[][..]), (c, None, &[][..])]));
+        assert!(
+            !deferral
+                .observe([(a, Some(&gr), &[V4, V6][..]), (b, None, &[][..]), (c, None, &[][..])])
+                .selection
+        );
         // a's session drops after its End-of-RIBs: done all the same; so is c, seen without it.
         assert_eq!(deferral.wait(a, None, &[]), DeferralWait::Nothing);
         assert_eq!(deferral.wait(c, None, &[]), DeferralWait::Nothing);
         assert_eq!(deferral.wait(b, None, &[]), DeferralWait::Session);
-        assert!(!deferral.observe([(a, None, &[][..]), (b, Some(&gr), &[V4][..]), (c, None, &[][..])]));
+        assert!(
+            !deferral
+                .observe([(a, None, &[][..]), (b, Some(&gr), &[V4][..]), (c, None, &[][..])])
+                .selection
+        );
         assert_eq!(deferral.wait(b, Some(&gr), &[V4]), DeferralWait::EndOfRib(vec![V6]));
-        assert!(deferral.observe([(a, None, &[][..]), (b, Some(&gr), &[V4, V6][..]), (c, None, &[][..])]));
+        let both = DeferralProgress {
+            selection: true,
+            fib: true,
+        };
+        assert_eq!(
+            deferral.observe([(a, None, &[][..]), (b, Some(&gr), &[V4, V6][..]), (c, None, &[][..])]),
+            both
+        );
     }
 
     #[test]
-    fn deferral_with_no_peer_or_only_restarting_peers_ends_at_once() {
+    fn with_only_restarting_peers_selection_ends_at_once_and_the_fib_waits_for_their_end_of_rib() {
         let a = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1));
-        assert!(SelectionDeferral::default().observe([]));
+        let both = DeferralProgress {
+            selection: true,
+            fib: true,
+        };
+        assert_eq!(SelectionDeferral::default().observe([]), both);
         let n = restarting(negotiated(Some(vec![(V4, true)]), false));
-        assert!(SelectionDeferral::default().observe([(a, Some(&n), &[][..])]));
+        let mut deferral = SelectionDeferral::default();
+        assert_eq!(
+            deferral.observe([(a, Some(&n), &[][..])]),
+            DeferralProgress {
+                selection: true,
+                fib: false
+            }
+        );
+        assert_eq!(deferral.observe([(a, Some(&n), &[V4, V6][..])]), both);
     }
 }
