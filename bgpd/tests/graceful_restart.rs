@@ -14,7 +14,9 @@
 //!   FRR, weft's leftover kernel route still there) until the IPv6 session is back with its
 //!   End-of-RIB — or, in the second test, until `select_defer_time` runs out. (FRR sets the
 //!   Restart State flag in its OPENs for its first 120 s, so its IPv4 session does not count;
-//!   the held-down IPv6 peer counts as a configured peer not up yet.)
+//!   the held-down IPv6 peer counts as a configured peer not up yet.) Third test: FRR and a
+//!   GoBGP that offers graceful restart without the flag, GoBGP stopped across weft's restart:
+//!   FRR gets nothing until GoBGP is back and has sent its End-of-RIB.
 
 mod common;
 
@@ -343,6 +345,17 @@ fn wait_for_the_ipv4_peer_in_sync(frr: &Frr, node: &WeftNode) -> Result<u64> {
 /// While deferring: weft sends FRR nothing, FRR keeps weft's route stale, and the leftover
 /// kernel route is still there; checked every 250 ms for `window`.
 fn nothing_is_sent_for(frr: &Frr, node: &WeftNode, updates_before: u64, window: Duration) -> Result<()> {
+    nothing_is_sent_for_with(frr, node, updates_before, window, TOR_V6)
+}
+
+/// As [`nothing_is_sent_for`], `away` being the peer held down.
+fn nothing_is_sent_for_with(
+    frr: &Frr,
+    node: &WeftNode,
+    updates_before: u64,
+    window: Duration,
+    away: &str,
+) -> Result<()> {
     let started = Instant::now();
     wait_until(
         "route selection deferral to hold (nothing sent)",
@@ -372,8 +385,8 @@ fn nothing_is_sent_for(frr: &Frr, node: &WeftNode, updates_before: u64, window: 
             let peers = node.peers()?;
             ensure!(peers.iter().all(|p| p["selection_deferred"] == true), "{peers:?}");
             ensure!(
-                node.peer_state(TOR_V6)?.as_deref() != Some("Established"),
-                "the IPv6 session came up while FRR holds it down"
+                node.peer_state(away)?.as_deref() != Some("Established"),
+                "the session with {away} came up while it is held down"
             );
             let routes = node.kernel_routes()?;
             ensure!(
@@ -466,5 +479,100 @@ fn after_its_restart_weft_advertises_when_the_selection_deferral_timer_runs_out(
         "deferral ended before its timer: {elapsed:?}"
     );
     ensure!(node.peer_state(TOR_V6)?.as_deref() != Some("Established"));
+    Ok(())
+}
+
+/// GoBGP's side of its link to weft, and weft's.
+const GOBGP_V4: &str = "198.19.1.1";
+const NODE_TO_GOBGP_V4: &str = "198.19.1.2";
+
+/// GoBGP 3 (AS 4200000003) offering graceful restart (without the Restart State flag: gobgpd
+/// sets it only when started with `-r`), IPv4 unicast with weft.
+fn gobgp_conf() -> String {
+    format!(
+        r#"[global.config]
+  as = 4200000003
+  router-id = "{GOBGP_V4}"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{NODE_TO_GOBGP_V4}"
+    peer-as = 65001
+  [neighbors.timers.config]
+    connect-retry = 2
+    hold-time = 9
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 60
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"#
+    )
+}
+
+#[test]
+fn after_its_restart_weft_waits_for_a_graceful_restart_peer_that_comes_later() -> Result<()> {
+    if require_netns().is_none() || !Frr::installed() || !Gobgp::installed() {
+        return Ok(());
+    }
+    // FRR (its IPv4 session only) on the usual link, GoBGP on a second one.
+    let mut frr = Frr::new("frr")?;
+    let node = WeftNode::new("node")?;
+    let mut gobgp = Gobgp::new("gobgp", &gobgp_conf())?;
+    wire(&frr.netns, &node.netns)?;
+    let _link = gobgp.netns.veth("eth-node", &node.netns, "eth-gobgp")?;
+    gobgp.netns.add_address("eth-node", &format!("{GOBGP_V4}/24"))?;
+    node.netns.add_address("eth-gobgp", &format!("{NODE_TO_GOBGP_V4}/24"))?;
+    frr.configure(&frr_tor_conf(
+        TOR_V4,
+        &[(NODE_V4, "ipv4")],
+        &[],
+        &["bgp graceful-restart", "bgp graceful-restart preserve-fw-state"],
+    ))?;
+    node.configure(
+        "graceful_restart: { restart_time: 60, select_defer_time: 120 }",
+        &[
+            WeftPeer::new(TOR_V4, 4_200_000_002, "ipv4-unicast"),
+            WeftPeer::new(GOBGP_V4, 4_200_000_003, "ipv4-unicast"),
+        ],
+    )?;
+    frr.start()?;
+    gobgp.start()?;
+    let weft = node.start()?;
+    wait_until("weft's sessions with FRR and GoBGP Established", DEADLINE, POLL, || {
+        node.established(2)
+    })?;
+    wait_until("weft's route in FRR", DEADLINE, POLL, || {
+        Ok::<_, anyhow::Error>(!frr.paths(NODE_PREFIX_V4)?.is_empty())
+    })?;
+    node.netns
+        .run(&["ip", "route", "add", LEFTOVER, "via", TOR_V4, "proto", "87"])?;
+    weft.signal(Signal::SIGUSR1)?;
+    let status = weft.wait_exit(DEADLINE)?;
+    ensure!(status.success(), "weft-bgpd exits 0 on SIGUSR1: {status}");
+    gobgp.stop()?;
+
+    // weft restarts while GoBGP is away: FRR's session is up, GoBGP's is awaited.
+    let _weft = node.start()?;
+    let updates_before = wait_for_the_ipv4_peer_in_sync(&frr, &node)?;
+    let away = neighbor(&node, GOBGP_V4)?.context("weft-bgpd does not answer")?;
+    ensure!(
+        away["selection_deferral"]["awaited"] == true,
+        "GoBGP, not up yet, is waited for: {away}"
+    );
+    nothing_is_sent_for_with(&frr, &node, updates_before, Duration::from_secs(3), GOBGP_V4)?;
+
+    // GoBGP comes (graceful restart, no Restart State flag: it counts) and sends End-of-RIB.
+    gobgp.start()?;
+    wait_for_the_full_table_and_end_of_rib(&frr, &node)?;
+    let back = neighbor(&node, GOBGP_V4)?.context("weft-bgpd does not answer")?;
+    ensure!(
+        back["state"] == "Established"
+            && back["capabilities"]["graceful_restart"]["restarting"] == false
+            && back["counters"]["updates_received"].as_u64() >= Some(1),
+        "GoBGP counted, its End-of-RIB received: {back}"
+    );
     Ok(())
 }
