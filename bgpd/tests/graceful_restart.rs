@@ -20,11 +20,25 @@
 
 mod common;
 
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use common::*;
 use weft_topology_tests::{Signal, require_netns, wait_until};
+
+/// The ping and UDP stream test counts every lost packet: it runs alone (write), the other
+/// labs of this file alongside each other (read), so that their daemons do not starve it of CPU
+/// on a small machine.
+static QUIET: RwLock<()> = RwLock::new(());
+
+fn alongside_others() -> RwLockReadGuard<'static, ()> {
+    QUIET.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    QUIET.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A prefix FRR announces only before its restart.
 const GONE_AFTER_RESTART: &str = "198.18.101.0/24";
@@ -71,6 +85,7 @@ fn weft_keeps_a_restarting_frrs_routes_in_its_fib_until_frrs_end_of_rib() -> Res
     if require_netns().is_none() || !Frr::installed() {
         return Ok(());
     }
+    let _quiet = alongside_others();
     let (mut frr, node) = lab(true)?;
     frr.start()?;
     let _weft = node.start()?;
@@ -143,6 +158,7 @@ fn a_ping_through_weft_routes_survives_weft_bgpd_being_killed_or_stopped_and_res
     if require_netns().is_none() || !Frr::installed() {
         return Ok(());
     }
+    let _quiet = alone();
     let (mut frr, node) = lab(false)?;
     // Addresses inside the announced prefixes, on loopback, for the ping.
     frr.netns.add_address("lo", "198.18.100.1/32")?;
@@ -435,6 +451,7 @@ fn after_its_restart_weft_advertises_nothing_until_every_peer_sent_end_of_rib() 
     if require_netns().is_none() || !Frr::installed() {
         return Ok(());
     }
+    let _quiet = alongside_others();
     let (frr, node) = restart_with_one_peer_held_down(120)?;
     let _weft = node.start()?;
     let updates_before = wait_for_the_ipv4_peer_in_sync(&frr, &node)?;
@@ -461,6 +478,7 @@ fn after_its_restart_weft_advertises_when_the_selection_deferral_timer_runs_out(
     if require_netns().is_none() || !Frr::installed() {
         return Ok(());
     }
+    let _quiet = alongside_others();
     const SELECT_DEFER_TIME: Duration = Duration::from_secs(8);
     let (frr, node) = restart_with_one_peer_held_down(8)?;
     let started = Instant::now();
@@ -517,6 +535,7 @@ fn after_its_restart_weft_waits_for_a_graceful_restart_peer_that_comes_later() -
     if require_netns().is_none() || !Frr::installed() || !Gobgp::installed() {
         return Ok(());
     }
+    let _quiet = alongside_others();
     // FRR (its IPv4 session only) on the usual link, GoBGP on a second one.
     let mut frr = Frr::new("frr")?;
     let node = WeftNode::new("node")?;

@@ -68,6 +68,10 @@ pub(super) struct Deferral {
 impl Deferral {
     /// A deferral from now, for `select_defer_time` seconds at most.
     pub(super) fn new(select_defer_time: u16) -> Self {
+        tracing::info!(
+            select_defer_time,
+            "graceful restart: route selection deferred until the peers' End-of-RIB"
+        );
         Self {
             until: Instant::now() + Duration::from_secs(u64::from(select_defer_time)),
             peers: SelectionDeferral::default(),
