@@ -348,10 +348,13 @@ fn wait_for_the_ipv4_peer_in_sync(frr: &Frr, node: &WeftNode) -> Result<u64> {
         DEADLINE,
         POLL,
         || {
+            // FRR's route and its End-of-RIB: two UPDATEs at least.
             Ok::<_, anyhow::Error>(
-                neighbor(node, TOR_V4)?
-                    .is_some_and(|n| n["state"] == "Established" && n["selection_deferral"]["awaited"] == false)
-                    && frr.state(NODE_V4)? == "Established",
+                neighbor(node, TOR_V4)?.is_some_and(|n| {
+                    n["state"] == "Established"
+                        && n["selection_deferral"]["awaited"] == false
+                        && n["counters"]["updates_received"].as_u64() >= Some(2)
+                }) && frr.state(NODE_V4)? == "Established",
             )
         },
     )?;
