@@ -327,6 +327,9 @@ fn restart_with_one_peer_held_down(select_defer_time: u16) -> Result<(Frr, WeftN
             has_route(&node.kernel_routes()?, TOR_PREFIX_V4, TOR_V4) && !frr.paths(NODE_PREFIX_V4)?.is_empty(),
         )
     })?;
+    // A first start (no weft route in the kernel) defers nothing.
+    let peers = node.peers()?;
+    ensure!(peers.iter().all(|p| p["selection_deferred"] == false), "{peers:?}");
     node.netns
         .run(&["ip", "route", "add", LEFTOVER, "via", TOR_V4, "proto", "87"])?;
     weft.signal(Signal::SIGUSR1)?;
