@@ -15,7 +15,8 @@
 //! kernel: { install: true, blackhole: true }  # optional: learned paths into the kernel (proto 87),
 //!                                             # blackhole routes for the originated prefixes
 //!                                             # max_paths: 8, ECMP next hops per route (1: none)
-//! graceful_restart: { enabled: true, restart_time: 120 }   # optional, this default (RFC 4724)
+//! graceful_restart: { enabled: true, restart_time: 120, select_defer_time: 360 }   # optional,
+//!                                 # this default (RFC 4724; select_defer_time: §4.1, after our restart)
 //! peers:
 //!   - address: 198.19.0.1
 //!     asn: 65000
@@ -74,6 +75,12 @@ pub const MAX_MAX_PATHS: u32 = 256;
 /// The graceful restart Restart Time we advertise when the file does not say (RFC 4724 §3
 /// suggests at most the hold time; FRR and GoBGP default to 120).
 pub const DEFAULT_RESTART_TIME: u16 = 120;
+/// After our own restart, how long route selection waits for the peers' End-of-RIB at most
+/// (RFC 4724 §4.1's Selection_Deferral_Timer), seconds, when the file does not say: FRR's
+/// `bgp graceful-restart select-defer-time` default.
+pub const DEFAULT_SELECT_DEFER_TIME: u16 = 360;
+/// The longest `graceful_restart.select_defer_time` (FRR's limit too).
+pub const MAX_SELECT_DEFER_TIME: u16 = 3600;
 /// The send hold time when the file does not say, seconds (RFC 9687 §3: at least 8 minutes).
 pub const DEFAULT_SEND_HOLD_TIME: u64 = 480;
 /// Seconds between connection attempts when the file does not say. RFC 4271 §10 suggests 120;
@@ -150,6 +157,7 @@ struct RawConfig {
 struct RawGracefulRestart {
     enabled: Option<bool>,
     restart_time: Option<u16>,
+    select_defer_time: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +239,10 @@ pub struct Config {
     /// Graceful restart (RFC 4724), both as helper and as restarting speaker: the Restart Time
     /// we advertise, in seconds; `None`: off.
     pub graceful_restart: Option<u16>,
+    /// After our own restart (graceful restart on, kernel routes kept): the longest route
+    /// selection waits for the peers' End-of-RIB before weft advertises and reconciles the
+    /// kernel anyway, seconds (RFC 4724 §4.1 Selection_Deferral_Timer).
+    pub select_defer_time: u16,
     /// Configured neighbours.
     pub peers: Vec<PeerConfig>,
 }
@@ -430,6 +442,20 @@ impl Config {
                 ));
             }
         };
+        let select_defer_time = match raw
+            .graceful_restart
+            .as_ref()
+            .and_then(|restart| restart.select_defer_time)
+        {
+            None => DEFAULT_SELECT_DEFER_TIME,
+            Some(time @ 1..=MAX_SELECT_DEFER_TIME) => time,
+            Some(time) => {
+                return Err(invalid(
+                    "graceful_restart.select_defer_time",
+                    format!("{time} is out of range: 1 to {MAX_SELECT_DEFER_TIME} seconds"),
+                ));
+            }
+        };
         let graceful_restart = match raw.graceful_restart {
             None => Some(DEFAULT_RESTART_TIME),
             Some(RawGracefulRestart {
@@ -474,6 +500,7 @@ impl Config {
             kernel_blackhole,
             kernel_max_paths,
             graceful_restart,
+            select_defer_time,
             peers,
         })
     }
@@ -834,6 +861,21 @@ peers:
         assert_eq!(off.graceful_restart, None);
         let error = error_of("asn: 65001\nrouter_id: 198.19.0.2\ngraceful_restart: {restart_time: 5000}\n");
         assert!(error.starts_with("graceful_restart.restart_time:"), "{error}");
+    }
+
+    #[test]
+    fn select_defer_time_defaults_to_frrs_and_is_checked() {
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\n").expect("valid");
+        assert_eq!(config.select_defer_time, DEFAULT_SELECT_DEFER_TIME);
+        let config = Config::parse("asn: 65001\nrouter_id: 198.19.0.2\ngraceful_restart: {select_defer_time: 5}\n")
+            .expect("valid");
+        assert_eq!(config.select_defer_time, 5);
+        for bad in ["0", "3601"] {
+            let error = error_of(&format!(
+                "asn: 65001\nrouter_id: 198.19.0.2\ngraceful_restart: {{select_defer_time: {bad}}}\n"
+            ));
+            assert!(error.starts_with("graceful_restart.select_defer_time:"), "{error}");
+        }
     }
 
     #[test]

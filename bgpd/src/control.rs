@@ -47,6 +47,9 @@ pub struct PeerStatus {
     pub router_id: Option<String>,
     /// The negotiated families, when Established.
     pub families: Vec<&'static str>,
+    /// weft restarted and defers route selection (RFC 4724 §4.1): nothing is advertised to
+    /// this peer (nor any other) until the peers' End-of-RIB or `select_defer_time`.
+    pub selection_deferred: bool,
 }
 
 /// One path of the Loc-RIB as `weftctl bgp routes --json` prints it.
@@ -117,6 +120,19 @@ pub struct NeighborStatus {
     pub md5: bool,
     /// Why the session last went down.
     pub last_error: Option<String>,
+    /// While weft defers route selection after its restart (RFC 4724 §4.1); `None` otherwise.
+    pub selection_deferral: Option<NeighborDeferral>,
+}
+
+/// Route selection deferral as one peer sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NeighborDeferral {
+    /// Seconds until the Selection_Deferral_Timer ends deferral anyway.
+    pub remaining_seconds: u64,
+    /// Deferral still waits for this peer: its session to come up, or its End-of-RIB.
+    pub awaited: bool,
+    /// The families whose End-of-RIB from this peer deferral still waits for.
+    pub end_of_rib_awaited: Vec<&'static str>,
 }
 
 /// A session's timers, in seconds.

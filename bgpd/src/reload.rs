@@ -204,9 +204,10 @@ pub fn keep_restart_keys(current: &Config, new: &mut Config) -> Vec<&'static str
         new.kernel_blackhole = current.kernel_blackhole;
         new.kernel_max_paths = current.kernel_max_paths;
     }
-    if new.graceful_restart != current.graceful_restart {
+    if (new.graceful_restart, new.select_defer_time) != (current.graceful_restart, current.select_defer_time) {
         kept.push("graceful_restart");
         new.graceful_restart = current.graceful_restart;
+        new.select_defer_time = current.select_defer_time;
     }
     kept
 }
@@ -232,7 +233,11 @@ fn restart_keys(old: &Config, new: &Config) -> Result<(), ConfigError> {
     restart("kernel.install", old.kernel_install != new.kernel_install)?;
     restart("kernel.blackhole", old.kernel_blackhole != new.kernel_blackhole)?;
     restart("kernel.max_paths", old.kernel_max_paths != new.kernel_max_paths)?;
-    restart("graceful_restart", old.graceful_restart != new.graceful_restart)
+    restart("graceful_restart", old.graceful_restart != new.graceful_restart)?;
+    restart(
+        "graceful_restart.select_defer_time",
+        old.select_defer_time != new.select_defer_time,
+    )
 }
 
 /// Reads `path` again and applies what changed; on an error (the file, or a key that needs a

@@ -19,7 +19,7 @@
 //! | [`update`] | UPDATE messages ⇄ routes, End-of-RIB | 4271 §4.3; 4760; 4724 §2 |
 //! | [`rib`] | Adj-RIB-In, Loc-RIB, Adj-RIB-Out | 4271 §3.2, §9 |
 //! | [`best_path`] | the Decision Process | 4271 §9.1.2 |
-//! | [`graceful_restart`] | which stale routes a restarting peer keeps, and when they go | 4724 §4; 8538 |
+//! | [`graceful_restart`] | which stale routes a restarting peer keeps, and when they go; when our own route selection deferral ends | 4724 §4; 8538 |
 //! | [`policy`] | named policies: prefix lists with ge/le, communities, AS_PATH; set and prepend | 1997; 8092 |
 //! | [`route_reflection`] | what a route reflector reflects, ORIGINATOR_ID, CLUSTER_LIST, loops | 4456 |
 //! | [`export`] | import/export policy (accept, reject), attributes sent to a peer | 4271 §5.1, §9.2; 8212 |

@@ -58,7 +58,7 @@ use super::filters::{self, Direction};
 use super::originate::{self, Blocks};
 use crate::config::{
     Config, DEFAULT_CONNECT_RETRY_TIME, DEFAULT_HOLD_TIME, DEFAULT_MAX_PATHS, DEFAULT_RESTART_TIME,
-    DEFAULT_SEND_HOLD_TIME, MaxPrefix, Password, PeerConfig,
+    DEFAULT_SELECT_DEFER_TIME, DEFAULT_SEND_HOLD_TIME, MaxPrefix, Password, PeerConfig,
 };
 
 /// The AS of nodes when nothing says otherwise (Calico's default).
@@ -374,6 +374,7 @@ pub fn derive(
         kernel_blackhole: true,
         kernel_max_paths: DEFAULT_MAX_PATHS,
         graceful_restart: Some(DEFAULT_RESTART_TIME),
+        select_defer_time: DEFAULT_SELECT_DEFER_TIME,
         peers: peers.configs.into_values().collect(),
     };
     problems.extend(peers.problems);

@@ -1,8 +1,31 @@
 //! Graceful restart bookkeeping of the instance (RFC 4724 §4): a restarting peer's routes kept
-//! stale and when they go, and, after our own restart, when the kernel is reconciled.
+//! stale and when they go, and, after our own restart, route selection deferral (§4.1).
 //!
-//! Owns [`Stale`] and the instance's deadlines; which families a session end keeps, and which a
-//! new session flushes, is the pure core's ([`weft_bgp_proto::graceful_restart`]).
+//! Owns [`Stale`], [`Deferral`] and the instance's deadlines; which families a session end
+//! keeps, which a new session flushes, and which peers deferral waits for is the pure core's
+//! ([`weft_bgp_proto::graceful_restart`]).
+//!
+//! Route selection deferral, after a restart that found weft's routes in the kernel:
+//!
+//! ```text
+//!   start ──▶ Deferring ──(every peer that counts sent End-of-RIB for each of its families)──┐
+//!               │                                                                           ▼
+//!               │          Advertised: every Established peer got its whole export and End-of-RIB;
+//!               │               │      later sessions get theirs at once
+//!               │               └──(the restarting peers' End-of-RIB too)──────────────────┐
+//!               └──(select_defer_time passed: the Selection_Deferral_Timer, either state)───┤
+//!                                                                                           ▼
+//!             over: the FIB task reconciles (routes nobody re-announced go); if still
+//!             Deferring, every Established peer then gets its whole export and End-of-RIB
+//! ```
+//!
+//! While deferring, sessions come up and their routes enter the Adj-RIB-In, the Loc-RIB and
+//! the FIB as usual, but no UPDATE and no End-of-RIB goes to any peer. Peers with the Restart
+//! State flag do not hold up the advertisement (§4.1: they wait for ours) but do hold up the
+//! kernel reconcile until their End-of-RIB (else the routes kept through them would go before
+//! they are re-announced). The deferral timer bounds both: one deadline, not two. Peers not up
+//! yet are waited for (BIRD's choice, not FRR's; see the core's module comment). Without a
+//! restart (no kept routes) or with graceful restart off there is no deferral.
 //!
 //! Must never: touch a socket or decide on a route other than a stale one.
 
@@ -11,6 +34,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use weft_bgp_proto::graceful_restart::SelectionDeferral;
 use weft_bgp_proto::update::family_of;
 use weft_bgp_proto::{AddressType, PathSource, Prefix};
 
@@ -29,15 +53,47 @@ pub(super) struct Stale {
     pub(super) deadline: Instant,
 }
 
+/// Route selection deferral after our own restart (RFC 4724 §4.1).
+#[derive(Debug)]
+pub(super) struct Deferral {
+    /// When the Selection_Deferral_Timer runs out: deferral ends even if a peer is still awaited.
+    pub(super) until: Instant,
+    /// Which peers are done.
+    pub(super) peers: SelectionDeferral,
+    /// Route selection is over and the peers have our routes; the kernel waits for the
+    /// restarting peers' End-of-RIB.
+    pub(super) advertised: bool,
+}
+
+impl Deferral {
+    /// A deferral from now, for `select_defer_time` seconds at most.
+    pub(super) fn new(select_defer_time: u16) -> Self {
+        tracing::info!(
+            select_defer_time,
+            "graceful restart: route selection deferred until the peers' End-of-RIB"
+        );
+        Self {
+            until: Instant::now() + Duration::from_secs(u64::from(select_defer_time)),
+            peers: SelectionDeferral::default(),
+            advertised: false,
+        }
+    }
+}
+
 /// How long stale routes wait for End-of-RIB once the session is back (FRR's stalepath-time).
 pub(super) const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 impl Instance {
+    /// Route selection is deferred: nothing is advertised yet (RFC 4724 §4.1).
+    pub(super) fn selection_deferred(&self) -> bool {
+        self.deferral.as_ref().is_some_and(|deferral| !deferral.advertised)
+    }
+
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.peers
             .values()
             .filter_map(|peer| peer.stale.as_ref().map(|stale| stale.deadline))
-            .chain(self.reconcile_by)
+            .chain(self.deferral.as_ref().map(|deferral| deferral.until))
             .min()
     }
 
@@ -53,9 +109,15 @@ impl Instance {
             tracing::info!(peer = %address, "graceful restart: stale routes expired");
             self.flush_stale(address, None).await;
         }
-        if self.reconcile_by.is_some_and(|by| by <= now) {
-            tracing::info!("graceful restart: not every peer sent End-of-RIB in time; reconciling the kernel now");
+        if let Some(deferral) = self.deferral.take_if(|deferral| deferral.until <= now) {
+            tracing::info!(
+                advertised = deferral.advertised,
+                "graceful restart: selection deferral timer expired before every End-of-RIB; reconciling the kernel now"
+            );
             self.reconcile().await;
+            if !deferral.advertised {
+                self.advertise_to_every_peer().await;
+            }
         }
     }
 
@@ -104,29 +166,53 @@ impl Instance {
         self.propagate(&changed).await;
     }
 
-    /// After our restart: reconcile the kernel once every peer is back with all its End-of-RIBs.
-    pub(super) async fn reconcile_when_in_sync(&mut self) {
-        if self.reconcile_by.is_none() {
+    /// While deferring: ends selection deferral once no peer is awaited any more (each that
+    /// counts has sent End-of-RIB for every family it negotiated), and reconciles the kernel once
+    /// the restarting peers' End-of-RIB is in too. Called whenever that may have changed: at
+    /// start, when a session becomes Established, at an End-of-RIB, after a reload.
+    pub(super) async fn end_deferral_when_in_sync(&mut self) {
+        let Some(deferral) = self.deferral.as_mut() else {
             return;
-        }
-        let in_sync = self.peers.values().all(|peer| {
-            peer.session.as_ref().is_some_and(|session| {
-                session
-                    .negotiated
-                    .families
-                    .iter()
-                    .filter(|family| matches!(family, AddressType::Ipv4Unicast | AddressType::Ipv6Unicast))
-                    .all(|family| session.end_of_rib.contains(family))
-            })
+        };
+        let peers = self.peers.iter().map(|(address, peer)| {
+            let session = peer.session.as_ref();
+            (
+                *address,
+                session.map(|session| &*session.negotiated),
+                session.map_or(&[][..], |session| &session.end_of_rib[..]),
+            )
         });
-        if in_sync {
+        let progress = deferral.peers.observe(peers);
+        let advertise = progress.selection && !deferral.advertised;
+        if advertise {
+            tracing::info!("graceful restart: End-of-RIB from every peer awaited; selection deferral ends");
+            deferral.advertised = true;
+        }
+        if progress.fib {
             tracing::info!("graceful restart: End-of-RIB from every peer; reconciling the kernel");
+            self.deferral = None;
             self.reconcile().await;
+        }
+        if advertise {
+            self.advertise_to_every_peer().await;
         }
     }
 
-    pub(super) async fn reconcile(&mut self) {
-        self.reconcile_by = None;
+    /// At the end of route selection deferral: every Established peer gets its whole export and
+    /// End-of-RIB (RFC 4724 §4.1).
+    async fn advertise_to_every_peer(&mut self) {
+        let established: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.session.is_some())
+            .map(|(address, _)| *address)
+            .collect();
+        for address in established {
+            self.advertise_all(address).await;
+        }
+    }
+
+    async fn reconcile(&mut self) {
         if let Some(fib) = &self.fib
             && fib.send(FibRequest::Reconcile).await.is_err()
         {

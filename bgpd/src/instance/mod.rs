@@ -5,15 +5,18 @@
 //! bounded queue; it answers control requests ([`crate::control`]) from another. Route logic is
 //! the pure core's ([`weft_bgp_proto::rib`], [`weft_bgp_proto::export`],
 //! [`weft_bgp_proto::update`]); this module feeds it and sends what changed:
-//! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2);
+//! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2)
+//!   — except while route selection is deferred after our own restart (below);
 //! - UPDATE: Adj-RIB-In, import policy and loop check, Loc-RIB; re-export changed best paths;
 //! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers — or, when
 //!   the peer can restart gracefully and the connection was lost without a NOTIFICATION (RFC
 //!   4724 §4.2, [`weft_bgp_proto::graceful_restart`]), they stay, marked stale, until the
 //!   peer's End-of-RIB for their family after it comes back, or its Restart Time runs out;
-//! - after our own restart (kernel routes of the previous run kept), the FIB task is told to
-//!   reconcile once every peer is Established and has sent End-of-RIB for each of its families,
-//!   or the Restart Time has passed;
+//! - after our own restart (kernel routes of the previous run kept), route selection is deferred
+//!   (RFC 4724 §4.1, [`graceful_restart`]): nothing is sent to any peer until every peer that
+//!   counts has sent End-of-RIB for each of its families, or `select_defer_time` has passed;
+//!   then every Established peer gets its whole export and End-of-RIB, and the FIB task is told
+//!   to reconcile once the restarting peers' End-of-RIB is in too (or at that same deadline);
 //! - ROUTE-REFRESH: the Adj-RIB-Out is sent again (RFC 2918);
 //! - with a peer's `advertisement_interval`, a prefix advertised to it less than the interval
 //!   ago waits and goes in its latest state when the interval is over; withdrawals do not wait
@@ -57,7 +60,7 @@ use crate::config::{Config, Originated, PeerConfig};
 use crate::control::ControlRequest;
 use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
-use graceful_restart::{STALE_PATH_TIME, Stale};
+use graceful_restart::{Deferral, STALE_PATH_TIME, Stale};
 
 /// One configured peer as the instance sees it.
 #[derive(Debug)]
@@ -163,8 +166,9 @@ pub struct Instance {
     max_paths: usize,
     /// We offer graceful restart, so we keep restarting peers' routes (helper).
     helper: bool,
-    /// After our own restart: when the FIB gets reconciled at the latest; `None` once done.
-    reconcile_by: Option<Instant>,
+    /// After our own restart: route selection deferral, until which nothing is advertised, and
+    /// then the kernel reconcile; `None` once over (or when there was no restart).
+    deferral: Option<Deferral>,
 }
 
 impl Instance {
@@ -200,8 +204,7 @@ impl Instance {
             own_cluster_id: config.cluster_id,
             loc_rib,
             peers,
-            reconcile_by: (restarting && fib.is_some())
-                .then(|| Instant::now() + Duration::from_secs(u64::from(config.graceful_restart.unwrap_or(0)))),
+            deferral: (restarting && fib.is_some()).then(|| Deferral::new(config.select_defer_time)),
             fib,
             max_paths: config.kernel_max_paths,
             helper: config.graceful_restart.is_some(),
@@ -215,7 +218,7 @@ impl Instance {
         mut control: mpsc::Receiver<ControlRequest>,
         cancel: CancellationToken,
     ) {
-        self.reconcile_when_in_sync().await;
+        self.end_deferral_when_in_sync().await;
         loop {
             let deadline = self.next_deadline().into_iter().chain(self.next_advertisement()).min();
             let timer =
@@ -347,6 +350,15 @@ impl Instance {
         if !flushed.is_empty() {
             self.flush_stale(address, Some(&flushed)).await;
         }
+        // RFC 4724 §4.1: while route selection is deferred, its export and End-of-RIB wait.
+        if !self.selection_deferred() {
+            self.advertise_all(address).await;
+        }
+        self.end_deferral_when_in_sync().await;
+    }
+
+    /// Sends the peer its whole export, then End-of-RIB for each negotiated family (RFC 4724 §2).
+    async fn advertise_all(&mut self, address: IpAddr) {
         self.export_all(address).await;
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
@@ -368,6 +380,9 @@ impl Instance {
     }
 
     async fn export_to(&mut self, address: IpAddr, prefixes: &[Prefix]) {
+        if self.selection_deferred() {
+            return; // RFC 4724 §4.1: nothing goes out before route selection deferral ends
+        }
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -432,7 +447,7 @@ impl Instance {
             {
                 self.flush_stale(address, Some(&[family])).await;
             }
-            self.reconcile_when_in_sync().await;
+            self.end_deferral_when_in_sync().await;
             return;
         }
         let source = PathSource::Peer(session.export.peer);

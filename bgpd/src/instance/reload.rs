@@ -40,6 +40,8 @@ impl Instance {
         if let Some(originate) = reload.originate {
             self.originate(originate).await;
         }
+        // A peer removed may have been the last one selection deferral waited for.
+        self.end_deferral_when_in_sync().await;
     }
 
     /// Withdraws everything learned from the peer (its session ended with a Cease: nothing is

@@ -5,12 +5,13 @@
 use std::net::IpAddr;
 
 use weft_bgp_proto::export::Policy;
+use weft_bgp_proto::graceful_restart::DeferralWait;
 use weft_bgp_proto::{AddressType, LocRib, PathSource};
 
 use super::Instance;
 use crate::control::{
-    ControlRequest, NeighborCapabilities, NeighborCounters, NeighborGracefulRestart, NeighborStatus, NeighborTimers,
-    PeerStatus, RouteStatus,
+    ControlRequest, NeighborCapabilities, NeighborCounters, NeighborDeferral, NeighborGracefulRestart, NeighborStatus,
+    NeighborTimers, PeerStatus, RouteStatus,
 };
 use crate::metrics::{MetricsSnapshot, PeerMetrics};
 
@@ -75,6 +76,7 @@ impl Instance {
                 families: peer.session.as_ref().map_or_else(Vec::new, |s| {
                     s.negotiated.families.iter().filter_map(|f| family_name(*f)).collect()
                 }),
+                selection_deferred: self.selection_deferred(),
             })
             .collect()
     }
@@ -137,6 +139,28 @@ impl Instance {
             max_prefix: peer.config.max_prefix.map(|m| m.limit),
             md5: peer.config.password.is_some(),
             last_error: peer.last_error.clone(),
+            selection_deferral: self
+                .deferral
+                .as_ref()
+                .filter(|deferral| !deferral.advertised)
+                .map(|deferral| {
+                    let wait = deferral.peers.wait(
+                        address,
+                        negotiated.map(|n| &**n),
+                        session.map_or(&[][..], |s| &s.end_of_rib[..]),
+                    );
+                    NeighborDeferral {
+                        remaining_seconds: deferral
+                            .until
+                            .saturating_duration_since(tokio::time::Instant::now())
+                            .as_secs(),
+                        awaited: wait != DeferralWait::Nothing,
+                        end_of_rib_awaited: match wait {
+                            DeferralWait::EndOfRib(families) => families.into_iter().filter_map(family_name).collect(),
+                            DeferralWait::Session | DeferralWait::Nothing => Vec::new(),
+                        },
+                    }
+                }),
         })
     }
 
