@@ -15,7 +15,7 @@
 //! kernel: { install: true, blackhole: true }  # optional: learned paths into the kernel (proto 87),
 //!                                             # blackhole routes for the originated prefixes
 //!                                             # max_paths: 8, ECMP next hops per route (1: none)
-//! graceful_restart: { enabled: true, restart_time: 120, select_defer_time: 360 }   # optional,
+//! graceful_restart: { enabled: true, restart_time: 120, select_defer_time: 240 }   # optional,
 //!                                 # this default (RFC 4724; select_defer_time: §4.1, after our restart)
 //! peers:
 //!   - address: 198.19.0.1
@@ -76,9 +76,11 @@ pub const MAX_MAX_PATHS: u32 = 256;
 /// suggests at most the hold time; FRR and GoBGP default to 120).
 pub const DEFAULT_RESTART_TIME: u16 = 120;
 /// After our own restart, how long route selection waits for the peers' End-of-RIB at most
-/// (RFC 4724 §4.1's Selection_Deferral_Timer), seconds, when the file does not say: FRR's
-/// `bgp graceful-restart select-defer-time` default.
-pub const DEFAULT_SELECT_DEFER_TIME: u16 = 360;
+/// (RFC 4724 §4.1's Selection_Deferral_Timer), seconds, when the file does not say: BIRD's
+/// `graceful restart wait` default, which Calico's nodes run with. It counts the peers BIRD
+/// counts (a configured peer not up yet too), and a mesh peer on a node that is down holds a
+/// restarted node's advertisements this long: FRR's 360 s would be half as long again.
+pub const DEFAULT_SELECT_DEFER_TIME: u16 = 240;
 /// The longest `graceful_restart.select_defer_time` (FRR's limit too).
 pub const MAX_SELECT_DEFER_TIME: u16 = 3600;
 /// The send hold time when the file does not say, seconds (RFC 9687 §3: at least 8 minutes).
