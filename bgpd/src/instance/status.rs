@@ -188,9 +188,8 @@ fn family_name(family: AddressType) -> Option<&'static str> {
     }
 }
 
+/// The prefixes `source` has a path to: a counter the Loc-RIB keeps, no walk (`weftctl bgp
+/// peers` may be polled while a full table arrives).
 fn count_from(loc_rib: &LocRib, source: &PathSource) -> usize {
-    loc_rib
-        .iter()
-        .filter(|(_, destination)| destination.paths().iter().any(|p| &p.source == source))
-        .count()
+    loc_rib.count(source)
 }
