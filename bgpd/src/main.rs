@@ -54,8 +54,9 @@ use crate::shutdown::Shutdown;
 const EVENT_QUEUE: usize = 1024;
 /// Control requests queued onto the instance.
 const CONTROL_QUEUE: usize = 16;
-/// Best-path changes queued from the instance to the FIB task.
-const FIB_QUEUE: usize = 4096;
+/// Batches of best-path changes (one per UPDATE, at most 1024 prefixes) queued from the
+/// instance to the FIB task: the instance runs that far ahead of the kernel.
+const FIB_QUEUE: usize = 256;
 /// How long tasks get to finish after cancellation (a Cease per session).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 

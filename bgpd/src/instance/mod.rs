@@ -54,6 +54,9 @@ use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
 use graceful_restart::{STALE_PATH_TIME, Stale};
 
+/// Most prefixes in one batch of changes to the FIB task.
+const FIB_BATCH: usize = 1024;
+
 /// One configured peer as the instance sees it.
 #[derive(Debug)]
 struct Peer {
@@ -549,22 +552,25 @@ impl Instance {
 
     /// Tells the FIB task what the kernel should hold for each of `prefixes`: the next hops of
     /// the best learned paths (ECMP, up to `max_paths`); the FIB task skips what is unchanged.
+    /// Sent in batches of at most [`FIB_BATCH`] prefixes (one per UPDATE, as a rule).
     async fn program_fib(&self, prefixes: &[Prefix]) {
         let Some(fib) = &self.fib else { return };
-        for prefix in prefixes {
-            // Only learned paths go to the kernel; an originated prefix is ours to serve.
-            let next_hops = self
-                .loc_rib
-                .multipath(prefix, self.max_paths)
-                .into_iter()
-                .filter(|path| path.source != PathSource::Local)
-                .map(|path| path.attributes.next_hop)
+        for chunk in prefixes.chunks(FIB_BATCH) {
+            let changes = chunk
+                .iter()
+                .map(|prefix| FibChange {
+                    prefix: *prefix,
+                    // Only learned paths go to the kernel; an originated prefix is ours to serve.
+                    next_hops: self
+                        .loc_rib
+                        .multipath(prefix, self.max_paths)
+                        .into_iter()
+                        .filter(|path| path.source != PathSource::Local)
+                        .map(|path| path.attributes.next_hop)
+                        .collect(),
+                })
                 .collect();
-            let change = FibChange {
-                prefix: *prefix,
-                next_hops,
-            };
-            if fib.send(FibRequest::Change(change)).await.is_err() {
+            if fib.send(FibRequest::Changes(changes)).await.is_err() {
                 tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
                 return;
             }
