@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_route::route::{
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 use weft_bgp_proto::Prefix;
 
 use crate::metrics::KernelRoutes;
+use crate::route_batch::{Reply, Request, RouteBatch};
 use crate::shutdown::Shutdown;
 
 /// weft's route protocol number (unassigned in iproute2's `rt_protos`; 87 is `W`).
@@ -161,10 +163,14 @@ pub trait Fib {
     }
 }
 
-/// The real FIB, over rtnetlink, in the network namespace the process runs in.
+/// The real FIB, over rtnetlink, in the network namespace the process runs in: single
+/// requests and dumps through an rtnetlink connection, batches ([`Fib::apply_all`]) through a
+/// socket of their own ([`RouteBatch`]).
 #[derive(Debug, Clone)]
 pub struct NetlinkFib {
     handle: Handle,
+    /// Only ever locked on a blocking thread, never across an `.await`.
+    batch: Arc<Mutex<RouteBatch>>,
 }
 
 impl NetlinkFib {
@@ -172,7 +178,29 @@ impl NetlinkFib {
     pub fn connect() -> Result<Self, FibError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(FibError::Connect)?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        let batch = RouteBatch::open().map_err(FibError::Connect)?;
+        Ok(Self {
+            handle,
+            batch: Arc::new(Mutex::new(batch)),
+        })
+    }
+
+    /// Sends the requests in batches on the blocking thread pool; `None` if the batch socket
+    /// failed (or its thread did).
+    async fn send_batched(&self, requests: Vec<Request>) -> Option<Vec<Reply>> {
+        let batch = self.batch.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            let mut batch = batch.lock().ok()?;
+            match batch.apply(requests) {
+                Ok(replies) => Some(replies),
+                Err(error) => {
+                    tracing::warn!(%error, "batched netlink requests failed; asking one by one");
+                    None
+                }
+            }
+        })
+        .await;
+        sent.ok().flatten()
     }
 
     /// Adds `message`'s route, replacing whatever route the prefix had.
@@ -289,17 +317,63 @@ impl Fib for NetlinkFib {
         Self::remove(self.handle.clone(), prefix).await
     }
 
-    /// Pipelined: up to [`IN_FLIGHT`] requests outstanding on the one netlink socket.
+    /// Batched ([`RouteBatch`]): [`crate::route_batch::CHUNK`] requests per `send`, only refusals
+    /// answered. What it cannot tell (lost refusals, a failed socket) is asked again with
+    /// acknowledgements, up to [`IN_FLIGHT`] requests outstanding.
     async fn apply_all(&mut self, operations: Vec<FibOperation>) -> Vec<(FibOperation, Result<(), FibError>)> {
+        let mut outcomes = Vec::with_capacity(operations.len());
+        let mut batched = Vec::with_capacity(operations.len());
+        let mut requests = Vec::with_capacity(operations.len());
+        for operation in operations {
+            let request = match &operation {
+                FibOperation::Replace(prefix, next_hops) => Self::route(*prefix, next_hops).map(Request::Replace),
+                FibOperation::Delete(prefix) => {
+                    Ok(Request::Delete(Self::message(*prefix).kind(RouteType::Unspec).build()))
+                }
+            };
+            match request {
+                Ok(request) => {
+                    requests.push(request);
+                    batched.push(operation);
+                }
+                Err(error) => outcomes.push((operation, Err(error))),
+            }
+        }
+        let replies = self.send_batched(requests).await;
+        let mut again = Vec::new();
+        match replies {
+            Some(replies) if replies.len() == batched.len() => {
+                for (operation, reply) in batched.into_iter().zip(replies) {
+                    match reply {
+                        Reply::Done => outcomes.push((operation, Ok(()))),
+                        Reply::Refused(error) => {
+                            let failed = FibError::Kernel {
+                                operation: match operation {
+                                    FibOperation::Replace(..) => "add",
+                                    FibOperation::Delete(_) => "delete",
+                                },
+                                prefix: operation.prefix().to_string(),
+                                source: rtnetlink::Error::NetlinkError(error),
+                            };
+                            outcomes.push((operation, Err(failed)));
+                        }
+                        Reply::Unknown => again.push(operation),
+                    }
+                }
+            }
+            _ => again = batched,
+        }
         let handle = &self.handle;
-        futures::stream::iter(operations)
+        let retried: Vec<_> = futures::stream::iter(again)
             .map(|operation| async move {
                 let result = Self::execute(handle.clone(), &operation).await;
                 (operation, result)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
-            .await
+            .await;
+        outcomes.extend(retried);
+        outcomes
     }
 
     async fn list(&mut self) -> Result<Vec<KernelRoute>, FibError> {

@@ -29,6 +29,7 @@ mod metrics;
 mod peers;
 mod policy_config;
 mod reload;
+mod route_batch;
 mod session;
 mod shutdown;
 mod ttl;
