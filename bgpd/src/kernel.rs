@@ -37,6 +37,7 @@ use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use weft_bgp_proto::Prefix;
 
+use crate::installed::Installed;
 use crate::metrics::KernelRoutes;
 use crate::route_batch::{Reply, Request, RouteBatch};
 use crate::shutdown::Shutdown;
@@ -443,7 +444,7 @@ pub async fn run<F: Fib + Send>(
             Err(error) => tracing::warn!(%prefix, %error, "blackhole route not installed"),
         }
     }
-    let mut installed: BTreeMap<Prefix, NextHops> = BTreeMap::new();
+    let mut installed = Installed::default();
     let mut unclaimed: BTreeSet<Prefix> = BTreeSet::new();
     for route in previous {
         if held.contains(&route.prefix) {
@@ -451,7 +452,7 @@ pub async fn run<F: Fib + Send>(
         }
         unclaimed.insert(route.prefix);
         if !route.next_hops.is_empty() {
-            installed.insert(route.prefix, route.next_hops.into_iter().collect());
+            installed.insert(route.prefix, route.next_hops.into_iter().collect::<NextHops>());
         }
     }
     if !unclaimed.is_empty() {
@@ -463,8 +464,7 @@ pub async fn run<F: Fib + Send>(
     // A request taken from the queue while gathering a batch, handled next.
     let mut next: Option<FibRequest> = None;
     loop {
-        kernel_routes
-            .set(installed.len() + held.len() + unclaimed.iter().filter(|p| !installed.contains_key(*p)).count());
+        kernel_routes.set(installed.len() + held.len() + unclaimed.iter().filter(|p| !installed.contains(p)).count());
         let request = match next.take() {
             Some(request) => request,
             None => tokio::select! {
@@ -535,8 +535,9 @@ pub async fn run<F: Fib + Send>(
         );
         return fib;
     }
-    let deletes = std::mem::take(&mut installed)
-        .into_keys()
+    let deletes = installed
+        .take_prefixes()
+        .into_iter()
         .chain(held)
         .chain(unclaimed)
         .map(FibOperation::Delete)
@@ -551,7 +552,7 @@ pub async fn run<F: Fib + Send>(
 
 /// Brings the kernel to `changes` (the last change of a prefix wins), skipping what it already
 /// holds, every request of the batch outstanding together ([`Fib::apply_all`]).
-async fn apply<F: Fib + Send>(fib: &mut F, installed: &mut BTreeMap<Prefix, NextHops>, changes: Vec<FibChange>) {
+async fn apply<F: Fib + Send>(fib: &mut F, installed: &mut Installed, changes: Vec<FibChange>) {
     let mut wanted: BTreeMap<Prefix, NextHops> = BTreeMap::new();
     for FibChange { prefix, mut next_hops } in changes {
         // The kernel keeps a multipath route's next hops in its own order: compare as sets.
@@ -641,7 +642,7 @@ mod tests {
     #[tokio::test]
     async fn only_real_changes_reach_the_kernel() {
         let mut fib = FakeFib::default();
-        let mut installed = BTreeMap::new();
+        let mut installed = Installed::default();
         for c in [
             change("198.18.100.0/24", &["198.19.0.1"]),
             change("198.18.100.0/24", &["198.19.0.1"]),
@@ -665,7 +666,7 @@ mod tests {
                 "delete 198.18.100.0/24",
             ]
         );
-        assert!(installed.is_empty() && fib.routes.is_empty());
+        assert!(installed.len() == 0 && fib.routes.is_empty());
     }
 
     #[tokio::test]

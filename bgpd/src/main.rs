@@ -21,6 +21,7 @@ mod cluster;
 mod config;
 mod connector;
 mod control;
+mod installed;
 mod instance;
 mod kernel;
 mod listener;
@@ -51,8 +52,9 @@ use crate::instance::Instance;
 use crate::peers::Peers;
 use crate::shutdown::Shutdown;
 
-/// Events queued from all session tasks to the instance.
-const EVENT_QUEUE: usize = 1024;
+/// Events queued from all session tasks to the instance (an UPDATE each, decoded: at most a
+/// few MiB waiting when the instance is behind).
+const EVENT_QUEUE: usize = 128;
 /// Control requests queued onto the instance.
 const CONTROL_QUEUE: usize = 16;
 /// Batches of best-path changes (one per UPDATE, at most 1024 prefixes) queued from the
