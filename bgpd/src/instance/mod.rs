@@ -1,12 +1,13 @@
 //! The BGP instance: the one task that owns all routing state of the speaker.
 //!
-//! Owns the Loc-RIB (with the originated prefixes in it), each peer's Adj-RIB-In and
+//! Owns the Loc-RIB (with the originated prefixes in it), each peer's rejected prefixes and
 //! Adj-RIB-Out, and each peer's status. Session tasks ([`crate::session`]) report to it over one
 //! bounded queue; it answers control requests ([`crate::control`]) from another. Route logic is
 //! the pure core's ([`weft_bgp_proto::rib`], [`weft_bgp_proto::export`],
 //! [`weft_bgp_proto::update`]); this module feeds it and sends what changed:
 //! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2);
-//! - UPDATE: Adj-RIB-In, import policy and loop check, Loc-RIB; re-export changed best paths;
+//! - UPDATE: import policy and loop check, then the Loc-RIB (what is rejected is remembered by
+//!   prefix only: no Adj-RIB-In copy of accepted routes); re-export changed best paths;
 //! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers — or, when
 //!   the peer can restart gracefully and the connection was lost without a NOTIFICATION (RFC
 //!   4724 §4.2, [`weft_bgp_proto::graceful_restart`]), they stay, marked stale, until the
@@ -41,7 +42,7 @@ use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family, fami
 use weft_bgp_proto::wire::iana::RouteRefreshSubcode;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
 use weft_bgp_proto::{
-    AddressType, AdjRibIn, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
+    AddressType, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
 };
 
 mod graceful_restart;
@@ -63,7 +64,10 @@ struct Peer {
     config: PeerConfig,
     state: State,
     session: Option<Established>,
-    adj_rib_in: AdjRibIn,
+    /// What the peer advertised on this session and import policy or loop detection rejected.
+    /// The accepted rest is in the Loc-RIB: weft keeps no Adj-RIB-In copy of it (BIRD keeps
+    /// none either by default). A changed import policy takes a new session (see Reload).
+    rejected: BTreeSet<Prefix>,
     adj_rib_out: AdjRibOut,
     commands: mpsc::Sender<PeerCommand>,
     /// Routes kept after the session ended (graceful restart helper).
@@ -96,12 +100,25 @@ struct Established {
 }
 
 impl Peer {
+    /// How many prefixes the peer advertises on its session, before import policy: its paths
+    /// in the Loc-RIB (less the stale ones its previous session left) and the rejected ones.
+    fn received(&self, loc_rib: &LocRib) -> usize {
+        let Some(session) = &self.session else { return 0 };
+        let source = PathSource::Peer(session.export.peer);
+        let stale = self
+            .stale
+            .as_ref()
+            .filter(|stale| stale.source == source)
+            .map_or(0, |stale| stale.prefixes.len());
+        loc_rib.count(&source).saturating_sub(stale) + self.rejected.len()
+    }
+
     fn new(config: PeerConfig, commands: mpsc::Sender<PeerCommand>) -> Self {
         Self {
             config,
             state: State::Idle,
             session: None,
-            adj_rib_in: AdjRibIn::default(),
+            rejected: BTreeSet::new(),
             adj_rib_out: AdjRibOut::default(),
             commands,
             stale: None,
@@ -433,7 +450,8 @@ impl Instance {
         let mut touched = stale_withdrawn.clone();
         changed.extend(stale_withdrawn);
         for prefix in routes.withdrawn {
-            if peer.adj_rib_in.remove(&prefix) {
+            let rejected = peer.rejected.remove(&prefix);
+            if rejected || self.loc_rib.contains(&prefix, &source) {
                 touched.push(prefix);
                 if self.loc_rib.remove(&prefix, &source) {
                     changed.push(prefix);
@@ -444,7 +462,6 @@ impl Instance {
             if !session.carries(&prefix) {
                 continue; // RFC 4760 §7: a family that was not negotiated is ignored
             }
-            peer.adj_rib_in.insert(prefix, attributes.clone());
             touched.push(prefix);
             let external = !session.export.peer.internal;
             // RFC 4456 §8: a route reflected back to us has looped.
@@ -455,8 +472,16 @@ impl Instance {
                 import(&peer.config.import, local_asn, external, &prefix, &attributes)
             };
             let best_changed = match imported {
-                Some(attributes) => self.loc_rib.insert(prefix, Path { source, attributes }),
-                None => self.loc_rib.remove(&prefix, &source),
+                Some(attributes) => {
+                    if !peer.rejected.is_empty() {
+                        peer.rejected.remove(&prefix);
+                    }
+                    self.loc_rib.insert(prefix, Path { source, attributes })
+                }
+                None => {
+                    peer.rejected.insert(prefix);
+                    self.loc_rib.remove(&prefix, &source)
+                }
             };
             if best_changed {
                 changed.push(prefix);
@@ -473,12 +498,13 @@ impl Instance {
         let Some(max_prefix) = peer.config.max_prefix else {
             return;
         };
-        if peer.adj_rib_in.len() <= max_prefix.limit {
+        let received = peer.received(&self.loc_rib);
+        if received <= max_prefix.limit {
             return;
         }
         tracing::warn!(
             peer = %address,
-            received = peer.adj_rib_in.len(),
+            received,
             limit = max_prefix.limit,
             "max-prefix exceeded: ending the session"
         );
@@ -498,6 +524,21 @@ impl Instance {
         let Some(session) = peer.session.take() else { return };
         let source = PathSource::Peer(session.export.peer);
         let kept = families_kept(self.helper, &session.negotiated, end);
+        // What the session advertised and import accepted: its paths in the Loc-RIB, less the
+        // stale ones of the session before (not advertised again; handled with the stale).
+        let advertised: Vec<Prefix> = self
+            .loc_rib
+            .iter()
+            .filter(|(prefix, destination)| {
+                destination.paths().iter().any(|path| path.source == source)
+                    && !peer
+                        .stale
+                        .as_ref()
+                        .is_some_and(|old| old.source == source && old.prefixes.contains(*prefix))
+            })
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        peer.rejected.clear();
         // Stale routes of an earlier restart from another router id are not carried over.
         let mut touched: Vec<Prefix> = match peer.stale.take() {
             Some(old) if old.source != source => {
@@ -518,7 +559,7 @@ impl Instance {
             !keep
         });
         let mut changed = Vec::new();
-        for prefix in peer.adj_rib_in.clear() {
+        for prefix in advertised {
             if kept.contains(&family_of(&prefix)) && self.loc_rib.contains(&prefix, &source) {
                 stale.insert(prefix);
                 continue;

@@ -42,7 +42,7 @@ impl Instance {
                 address: peer.config.address.to_string(),
                 state: peer.state,
                 uptime_seconds: peer.session.as_ref().map_or(0, |s| s.since.elapsed().as_secs()),
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: peer
                     .session
                     .as_ref()
@@ -64,7 +64,7 @@ impl Instance {
                 address: peer.config.address.to_string(),
                 asn: peer.config.asn,
                 state: peer.state.name(),
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: peer
                     .session
                     .as_ref()
@@ -121,7 +121,7 @@ impl Instance {
                 }),
             }),
             counters: NeighborCounters {
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: session.map_or(0, |s| count_from(&self.loc_rib, &PathSource::Peer(s.export.peer))),
                 prefixes_sent: peer.adj_rib_out.len(),
                 prefixes_stale: peer.stale.as_ref().map_or(0, |stale| stale.prefixes.len()),
