@@ -4,16 +4,17 @@
 //!
 //! Must never: talk to the kernel (the FIB task does, [`crate::kernel`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use weft_bgp_proto::Prefix;
+use weft_bgp_proto::prefix_map::PrefixMap;
 
 use crate::kernel::NextHops;
 
 /// The installed routes, next hop sets interned.
 #[derive(Debug, Default)]
 pub struct Installed {
-    routes: BTreeMap<Prefix, u32>,
+    routes: PrefixMap<u32>,
     /// Each set and how many routes use it; a set no route uses is free for reuse.
     sets: Vec<(NextHops, usize)>,
     ids: HashMap<NextHops, u32>,
@@ -52,7 +53,7 @@ impl Installed {
 
     /// Every prefix with a route, emptying the table.
     pub fn take_prefixes(&mut self) -> Vec<Prefix> {
-        let prefixes = std::mem::take(&mut self.routes).into_keys().collect();
+        let prefixes = self.routes.iter().map(|(prefix, _)| *prefix).collect();
         *self = Self::default();
         prefixes
     }

@@ -34,6 +34,7 @@ pub mod fsm;
 pub mod graceful_restart;
 pub mod notification;
 pub mod policy;
+pub mod prefix_map;
 pub mod rib;
 pub mod route;
 pub mod route_reflection;

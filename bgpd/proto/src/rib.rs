@@ -6,6 +6,9 @@
 //! - [`AdjRibOut`]: what we advertised to one peer, so a new best path is sent only when the
 //!   attributes the peer would see change, and withdrawn only if it was sent.
 //!
+//! The Loc-RIB and the Adj-RIB-Out are [`PrefixMap`]s: a full table costs its entries, not
+//! half-empty tree nodes.
+//!
 //! Must never: do I/O, apply policy (the caller filters before [`LocRib::insert`] and before
 //! [`AdjRibOut::update`]), or hold more than one path per source and prefix (no add-path yet).
 
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use smallvec::{SmallVec, smallvec};
 
 use crate::best_path::best_path;
+use crate::prefix_map::PrefixMap;
 use crate::route::{Path, PathAttributes, PathSource, Prefix};
 
 /// What one peer advertised, before import policy (RFC 4271 §3.2).
@@ -105,14 +109,14 @@ impl Destination {
 /// ([`LocRib::count`]) cost no walk.
 #[derive(Debug, Clone, Default)]
 pub struct LocRib {
-    destinations: BTreeMap<Prefix, Destination>,
+    destinations: PrefixMap<Destination>,
     counts: HashMap<PathSource, usize>,
 }
 
 impl LocRib {
     /// Adds or replaces the path of `path.source` to `prefix`; whether the best path changed.
     pub fn insert(&mut self, prefix: Prefix, path: Path) -> bool {
-        let destination = self.destinations.entry(prefix).or_default();
+        let destination = self.destinations.get_or_insert_with(prefix, Destination::default);
         let before = destination.best().map(|best| best.source);
         let source = path.source;
         let replaced = match destination.paths.iter_mut().find(|p| p.source == source) {
@@ -209,7 +213,7 @@ pub enum OutChange {
 /// What we advertised to one peer (RFC 4271 §3.2).
 #[derive(Debug, Clone, Default)]
 pub struct AdjRibOut {
-    routes: BTreeMap<Prefix, Arc<PathAttributes>>,
+    routes: PrefixMap<Arc<PathAttributes>>,
 }
 
 impl AdjRibOut {
@@ -240,7 +244,7 @@ impl AdjRibOut {
 
     /// Forgets everything (the session went down).
     pub fn clear(&mut self) {
-        self.routes.clear();
+        self.routes = PrefixMap::default();
     }
 }
 

@@ -123,3 +123,49 @@ proptest! {
         }
     }
 }
+
+/// Prefixes from a small space, so that runs fill, split and empty.
+fn map_prefix() -> impl Strategy<Value = Prefix> {
+    prop_oneof![
+        (0u32..400).prop_map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0xC612_0000 + (i << 8))), 24).expect("prefix")),
+        (0u16..50).prop_map(
+            |i| Prefix::new(IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0)), 48).expect("prefix")
+        ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The prefix map holds what a BTreeMap holds, in the same order, through inserts in
+    /// ascending order (as tables arrive), in any order, and removals.
+    #[test]
+    fn prefix_map_agrees_with_a_btree_map(
+        ascending in 0usize..300,
+        operations in prop::collection::vec((map_prefix(), any::<bool>(), any::<u16>()), 0..600),
+    ) {
+        use weft_bgp_proto::prefix_map::PrefixMap;
+        let mut map = PrefixMap::default();
+        let mut model = BTreeMap::new();
+        for i in 0..ascending {
+            let prefix = Prefix::new(IpAddr::V4(Ipv4Addr::from(0xC612_0000 + ((i as u32) << 8))), 24).expect("prefix");
+            prop_assert_eq!(map.insert(prefix, i as u16), model.insert(prefix, i as u16));
+        }
+        for (prefix, insert, value) in operations {
+            if insert {
+                prop_assert_eq!(map.insert(prefix, value), model.insert(prefix, value));
+            } else {
+                prop_assert_eq!(map.remove(&prefix), model.remove(&prefix));
+            }
+            prop_assert_eq!(map.get(&prefix), model.get(&prefix));
+            prop_assert_eq!(map.len(), model.len());
+        }
+        let entries: Vec<(Prefix, u16)> = map.iter().map(|(p, v)| (*p, *v)).collect();
+        let expected: Vec<(Prefix, u16)> = model.iter().map(|(p, v)| (*p, *v)).collect();
+        prop_assert_eq!(entries, expected);
+        for (prefix, value) in &model {
+            prop_assert_eq!(map.get(prefix), Some(value));
+            prop_assert!(map.contains_key(prefix));
+        }
+    }
+}
