@@ -12,7 +12,6 @@
 //!
 //! Must never: depend on what the values are (the RIBs give them meaning).
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::route::Prefix;
@@ -23,8 +22,56 @@ pub const RUN: usize = 64;
 /// A map from prefixes to values, in prefix order.
 #[derive(Debug, Clone)]
 pub struct PrefixMap<V> {
-    runs: BTreeMap<Prefix, Vec<(Prefix, V)>>,
+    runs: BTreeMap<Prefix, Run<V>>,
     len: usize,
+}
+
+/// One run: its prefixes, sorted, and their values, apart (no padding between a prefix's 18
+/// octets and a value's alignment).
+#[derive(Debug, Clone)]
+struct Run<V> {
+    prefixes: Vec<Prefix>,
+    values: Vec<V>,
+}
+
+impl<V> Default for Run<V> {
+    fn default() -> Self {
+        Self {
+            prefixes: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<V> Run<V> {
+    fn with(prefix: Prefix, value: V) -> Self {
+        let mut prefixes = Vec::with_capacity(RUN);
+        let mut values = Vec::with_capacity(RUN);
+        prefixes.push(prefix);
+        values.push(value);
+        Self { prefixes, values }
+    }
+
+    fn find(&self, prefix: &Prefix) -> Result<usize, usize> {
+        self.prefixes.binary_search(prefix)
+    }
+
+    fn len(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    fn insert(&mut self, index: usize, prefix: Prefix, value: V) -> &mut V {
+        self.prefixes.insert(index, prefix);
+        self.values.insert(index, value);
+        &mut self.values[index]
+    }
+
+    fn split_off(&mut self, at: usize) -> Self {
+        Self {
+            prefixes: self.prefixes.split_off(at),
+            values: self.values.split_off(at),
+        }
+    }
 }
 
 impl<V> Default for PrefixMap<V> {
@@ -34,10 +81,6 @@ impl<V> Default for PrefixMap<V> {
             len: 0,
         }
     }
-}
-
-fn by_prefix<V>(prefix: &Prefix) -> impl Fn(&(Prefix, V)) -> Ordering + '_ {
-    move |(p, _)| p.cmp(prefix)
 }
 
 impl<V> PrefixMap<V> {
@@ -53,36 +96,30 @@ impl<V> PrefixMap<V> {
     /// The value of `prefix`.
     pub fn get(&self, prefix: &Prefix) -> Option<&V> {
         let run = self.runs.get(&self.run_of(prefix)?)?;
-        let index = run.binary_search_by(by_prefix(prefix)).ok()?;
-        run.get(index).map(|(_, value)| value)
+        run.values.get(run.find(prefix).ok()?)
     }
 
     /// The value of `prefix`, to change.
     pub fn get_mut(&mut self, prefix: &Prefix) -> Option<&mut V> {
         let bound = self.run_of(prefix)?;
         let run = self.runs.get_mut(&bound)?;
-        let index = run.binary_search_by(by_prefix(prefix)).ok()?;
-        run.get_mut(index).map(|(_, value)| value)
+        let index = run.find(prefix).ok()?;
+        run.values.get_mut(index)
     }
 
     /// The value of `prefix`, `make`'s if it had none.
     pub fn get_or_insert_with(&mut self, prefix: Prefix, make: impl FnOnce() -> V) -> &mut V {
-        let bound = match self.run_of(&prefix) {
-            Some(bound) => bound,
-            None => {
-                let mut run = Vec::with_capacity(RUN);
-                run.push((prefix, make()));
-                self.len += 1;
-                return &mut self.runs.entry(prefix).or_insert(run)[0].1;
-            }
+        let Some(bound) = self.run_of(&prefix) else {
+            self.len += 1;
+            return &mut self.runs.entry(prefix).or_insert(Run::with(prefix, make())).values[0];
         };
         // Where it is or goes, found before any run is borrowed to change.
         let (found, len) = self
             .runs
             .get(&bound)
-            .map_or((Err(0), 0), |run| (run.binary_search_by(by_prefix(&prefix)), run.len()));
+            .map_or((Err(0), 0), |run| (run.find(&prefix), run.len()));
         let index = match found {
-            Ok(index) => return &mut self.runs.entry(bound).or_default()[index].1,
+            Ok(index) => return &mut self.runs.entry(bound).or_default().values[index],
             Err(index) => index,
         };
         self.len += 1;
@@ -95,28 +132,21 @@ impl<V> PrefixMap<V> {
             bound
         };
         if len < RUN {
-            let run = self.runs.entry(bound).or_default();
-            run.insert(index, (prefix, make()));
-            return &mut run[index].1;
+            return self.runs.entry(bound).or_default().insert(index, prefix, make());
         }
         if index == len {
             // Past the end of a full run (a table arriving in order): a new run of its own.
-            let mut next = Vec::with_capacity(RUN);
-            next.push((prefix, make()));
-            return &mut self.runs.entry(prefix).or_insert(next)[0].1;
+            return &mut self.runs.entry(prefix).or_insert(Run::with(prefix, make())).values[0];
         }
         let tail = self.runs.entry(bound).or_default().split_off(RUN / 2);
-        let tail_bound = tail[0].0;
+        let tail_bound = tail.prefixes[0];
+        self.runs.insert(tail_bound, tail);
         let (bound, index) = if prefix < tail_bound {
-            self.runs.insert(tail_bound, tail);
             (bound, index)
         } else {
-            self.runs.insert(tail_bound, tail);
             (tail_bound, index - RUN / 2)
         };
-        let run = self.runs.entry(bound).or_default();
-        run.insert(index, (prefix, make()));
-        &mut run[index].1
+        self.runs.entry(bound).or_default().insert(index, prefix, make())
     }
 
     /// Sets the value of `prefix`; the one it had.
@@ -132,13 +162,15 @@ impl<V> PrefixMap<V> {
     pub fn remove(&mut self, prefix: &Prefix) -> Option<V> {
         let bound = self.run_of(prefix)?;
         let run = self.runs.get_mut(&bound)?;
-        let index = run.binary_search_by(by_prefix(prefix)).ok()?;
-        let (_, value) = run.remove(index);
+        let index = run.find(prefix).ok()?;
+        run.prefixes.remove(index);
+        let value = run.values.remove(index);
         self.len -= 1;
-        if run.is_empty() {
+        if run.prefixes.is_empty() {
             self.runs.remove(&bound);
-        } else if run.len() <= run.capacity() / 4 {
-            run.shrink_to_fit();
+        } else if run.len() <= run.prefixes.capacity() / 4 {
+            run.prefixes.shrink_to_fit();
+            run.values.shrink_to_fit();
         }
         Some(value)
     }
@@ -152,7 +184,7 @@ impl<V> PrefixMap<V> {
     pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &V)> {
         self.runs
             .values()
-            .flat_map(|run| run.iter().map(|(prefix, value)| (prefix, value)))
+            .flat_map(|run| run.prefixes.iter().zip(run.values.iter()))
     }
 
     /// How many prefixes have a value.
