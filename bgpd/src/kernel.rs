@@ -734,4 +734,81 @@ mod tests {
             ]
         );
     }
+
+    /// In a namespace of its own (198.19.0.2/24 on a veth link): a batch goes through the
+    /// batch socket, what the kernel refuses is reported for that request only, and a large
+    /// batch (several sends) lands whole and leaves whole.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_batch_installs_what_the_kernel_takes_and_reports_each_refusal() {
+        use weft_topology_tests::{Netns, require_netns};
+        let Some(_support) = require_netns() else { return };
+        let netns = Netns::new("fib-batch").unwrap();
+        netns
+            .ip(&["link", "add", "weft0", "type", "veth", "peer", "name", "weft1"])
+            .unwrap();
+        netns.ip(&["addr", "add", "198.19.0.2/24", "dev", "weft0"]).unwrap();
+        netns.ip(&["link", "set", "weft0", "up"]).unwrap();
+        netns.ip(&["link", "set", "weft1", "up"]).unwrap();
+        let via = |hop: &str| -> NextHops { std::iter::once(hop.parse::<IpAddr>().unwrap()).collect() };
+        let prefix = |text: &str| -> Prefix { text.parse().unwrap() };
+        netns
+            .within(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let mut fib = NetlinkFib::connect().unwrap();
+                    let operations = vec![
+                        FibOperation::Replace(prefix("198.18.1.0/24"), via("198.19.0.1")),
+                        // Not on a link of the namespace: the kernel refuses it.
+                        FibOperation::Replace(prefix("198.18.2.0/24"), via("198.19.9.9")),
+                        // Not there: refused too.
+                        FibOperation::Delete(prefix("198.18.3.0/24")),
+                        FibOperation::Replace(prefix("198.18.4.0/24"), via("198.19.0.1")),
+                    ];
+                    let mut outcomes: Vec<(String, bool)> = fib
+                        .apply_all(operations)
+                        .await
+                        .into_iter()
+                        .map(|(operation, result)| (operation.prefix().to_string(), result.is_ok()))
+                        .collect();
+                    outcomes.sort();
+                    let expected: Vec<(String, bool)> = [
+                        ("198.18.1.0/24", true),
+                        ("198.18.2.0/24", false),
+                        ("198.18.3.0/24", false),
+                        ("198.18.4.0/24", true),
+                    ]
+                    .iter()
+                    .map(|(p, ok)| ((*p).to_owned(), *ok))
+                    .collect();
+                    assert_eq!(outcomes, expected);
+                    let mut listed: Vec<String> = fib
+                        .list()
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|route| route.prefix.to_string())
+                        .collect();
+                    listed.sort();
+                    assert_eq!(listed, ["198.18.1.0/24", "198.18.4.0/24"]);
+
+                    let many: Vec<Prefix> = (0..1000u32)
+                        .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0xC612_8000 + i)), 32).unwrap())
+                        .collect();
+                    let replaces = many
+                        .iter()
+                        .map(|p| FibOperation::Replace(*p, via("198.19.0.1")))
+                        .collect();
+                    assert!(fib.apply_all(replaces).await.iter().all(|(_, result)| result.is_ok()));
+                    assert_eq!(fib.list().await.unwrap().len(), 1002);
+                    let deletes = many.iter().map(|p| FibOperation::Delete(*p)).collect();
+                    assert!(fib.apply_all(deletes).await.iter().all(|(_, result)| result.is_ok()));
+                    assert_eq!(fib.list().await.unwrap().len(), 2);
+                });
+            })
+            .unwrap();
+    }
 }
