@@ -32,6 +32,7 @@ pub mod export;
 pub mod framing;
 pub mod fsm;
 pub mod graceful_restart;
+pub mod intern;
 pub mod notification;
 pub mod policy;
 pub mod prefix_map;

@@ -7,7 +7,8 @@
 //! [`weft_bgp_proto::update`]); this module feeds it and sends what changed:
 //! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2);
 //! - UPDATE: import policy and loop check, then the Loc-RIB (what is rejected is remembered by
-//!   prefix only: no Adj-RIB-In copy of accepted routes); re-export changed best paths;
+//!   prefix only: no Adj-RIB-In copy of accepted routes; attribute sets interned, one copy
+//!   each across UPDATEs); re-export changed best paths;
 //! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers — or, when
 //!   the peer can restart gracefully and the connection was lost without a NOTIFICATION (RFC
 //!   4724 §4.2, [`weft_bgp_proto::graceful_restart`]), they stay, marked stale, until the
@@ -34,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_bgp_proto::export::{ExportSession, export_attributes, import};
 use weft_bgp_proto::graceful_restart::{SessionEnd, families_flushed_on_reestablish, families_kept};
+use weft_bgp_proto::intern::AttributeSets;
 use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::rib::OutChange;
 use weft_bgp_proto::route::{AsPath, Origin};
@@ -167,6 +169,8 @@ pub struct Instance {
     /// Our cluster id for loop detection, whether we reflect or not.
     own_cluster_id: std::net::Ipv4Addr,
     loc_rib: LocRib,
+    /// One copy of each distinct attribute set the Loc-RIB's learned paths carry.
+    attribute_sets: AttributeSets,
     peers: BTreeMap<IpAddr, Peer>,
     /// The FIB task's queue, when `kernel.install` is on.
     fib: Option<mpsc::Sender<FibRequest>>,
@@ -210,6 +214,7 @@ impl Instance {
                 .then_some(config.cluster_id),
             own_cluster_id: config.cluster_id,
             loc_rib,
+            attribute_sets: AttributeSets::default(),
             peers,
             reconcile_by: (restarting && fib.is_some())
                 .then(|| Instant::now() + Duration::from_secs(u64::from(config.graceful_restart.unwrap_or(0)))),
@@ -458,6 +463,8 @@ impl Instance {
                 }
             }
         }
+        // The last set imported and its interned copy: an UPDATE's prefixes share one set.
+        let mut last: Option<(Arc<PathAttributes>, Arc<PathAttributes>)> = None;
         for (prefix, attributes) in routes.advertised {
             if !session.carries(&prefix) {
                 continue; // RFC 4760 §7: a family that was not negotiated is ignored
@@ -472,10 +479,18 @@ impl Instance {
                 import(&peer.config.import, local_asn, external, &prefix, &attributes)
             };
             let best_changed = match imported {
-                Some(attributes) => {
+                Some(imported) => {
                     if !peer.rejected.is_empty() {
                         peer.rejected.remove(&prefix);
                     }
+                    let attributes = match &last {
+                        Some((seen, interned)) if Arc::ptr_eq(seen, &imported) => interned.clone(),
+                        _ => {
+                            let interned = self.attribute_sets.intern(imported.clone());
+                            last = Some((imported, interned.clone()));
+                            interned
+                        }
+                    };
                     self.loc_rib.insert(prefix, Path { source, attributes })
                 }
                 None => {
