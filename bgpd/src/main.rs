@@ -58,8 +58,10 @@ const EVENT_QUEUE: usize = 128;
 /// Control requests queued onto the instance.
 const CONTROL_QUEUE: usize = 16;
 /// Batches of best-path changes (one per UPDATE, at most 1024 prefixes) queued from the
-/// instance to the FIB task: the instance runs that far ahead of the kernel.
-const FIB_QUEUE: usize = 256;
+/// instance to the FIB task: the instance runs that far ahead of the kernel. The batched FIB
+/// keeps pace with ingestion; a deeper queue only let a backlog build (more memory, and a FIB
+/// still being written long after the Loc-RIB was complete).
+const FIB_QUEUE: usize = 32;
 /// How long tasks get to finish after cancellation (a Cease per session).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
