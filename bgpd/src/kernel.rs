@@ -50,7 +50,7 @@ pub const WEFT_ROUTE_PROTOCOL: u8 = 87;
 pub const IN_FLIGHT: usize = 64;
 
 /// Changes taken from the queue into one batch at most.
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 2048;
 
 /// The next hops of one kernel route; one, the common case, held inline.
 pub type NextHops = SmallVec<[IpAddr; 1]>;

@@ -61,7 +61,7 @@ const CONTROL_QUEUE: usize = 16;
 /// instance to the FIB task: the instance runs that far ahead of the kernel. The batched FIB
 /// keeps pace with ingestion; a deeper queue only let a backlog build (more memory, and a FIB
 /// still being written long after the Loc-RIB was complete).
-const FIB_QUEUE: usize = 32;
+const FIB_QUEUE: usize = 4;
 /// How long tasks get to finish after cancellation (a Cease per session).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
