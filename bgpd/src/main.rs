@@ -21,6 +21,7 @@ mod cluster;
 mod config;
 mod connector;
 mod control;
+mod installed;
 mod instance;
 mod kernel;
 mod listener;
@@ -29,6 +30,7 @@ mod metrics;
 mod peers;
 mod policy_config;
 mod reload;
+mod route_batch;
 mod session;
 mod shutdown;
 mod ttl;
@@ -50,12 +52,16 @@ use crate::instance::Instance;
 use crate::peers::Peers;
 use crate::shutdown::Shutdown;
 
-/// Events queued from all session tasks to the instance.
-const EVENT_QUEUE: usize = 1024;
+/// Events queued from all session tasks to the instance (an UPDATE each, decoded: at most a
+/// few MiB waiting when the instance is behind).
+const EVENT_QUEUE: usize = 128;
 /// Control requests queued onto the instance.
 const CONTROL_QUEUE: usize = 16;
-/// Best-path changes queued from the instance to the FIB task.
-const FIB_QUEUE: usize = 4096;
+/// Batches of best-path changes (one per UPDATE, at most 1024 prefixes) queued from the
+/// instance to the FIB task: the instance runs that far ahead of the kernel. The batched FIB
+/// keeps pace with ingestion; a deeper queue only let a backlog build (more memory, and a FIB
+/// still being written long after the Loc-RIB was complete).
+const FIB_QUEUE: usize = 4;
 /// How long tasks get to finish after cancellation (a Cease per session).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 

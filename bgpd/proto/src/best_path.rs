@@ -29,6 +29,10 @@ use crate::route::{Path, PathSource};
 
 /// The index of the best of `paths`, or `None` if there are none.
 pub fn best_path(paths: &[Path]) -> Option<usize> {
+    if paths.len() < 2 {
+        // Nothing to compare (the common case): no candidate list to build.
+        return (!paths.is_empty()).then_some(0);
+    }
     let mut candidates = equal_up_to_tie_break(paths);
     keep_min_by_key(&mut candidates, |i| tie_break(&paths[i]));
     candidates.first().copied()

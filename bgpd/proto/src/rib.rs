@@ -6,13 +6,19 @@
 //! - [`AdjRibOut`]: what we advertised to one peer, so a new best path is sent only when the
 //!   attributes the peer would see change, and withdrawn only if it was sent.
 //!
+//! The Loc-RIB and the Adj-RIB-Out are [`PrefixMap`]s: a full table costs its entries, not
+//! half-empty tree nodes.
+//!
 //! Must never: do I/O, apply policy (the caller filters before [`LocRib::insert`] and before
 //! [`AdjRibOut::update`]), or hold more than one path per source and prefix (no add-path yet).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use smallvec::{SmallVec, smallvec};
+
 use crate::best_path::best_path;
+use crate::prefix_map::PrefixMap;
 use crate::route::{Path, PathAttributes, PathSource, Prefix};
 
 /// What one peer advertised, before import policy (RFC 4271 §3.2).
@@ -53,55 +59,83 @@ impl AdjRibIn {
     }
 }
 
-/// Every path to one prefix and which one is best.
+/// Every path to one prefix, the best first.
+///
+/// One path, by far the most common case, is held inline: a destination costs no allocation of
+/// its own until a second source has a path to it.
 #[derive(Debug, Clone, Default)]
 pub struct Destination {
-    paths: Vec<Path>,
-    best: Option<usize>,
+    /// The best path at index 0, the others in no particular order.
+    paths: SmallVec<[Path; 1]>,
 }
 
+/// The paths of one ECMP route, best first: one inline.
+pub type Multipath<'a> = SmallVec<[&'a Path; 1]>;
+
 impl Destination {
-    /// All paths, in no particular order.
+    /// All paths, the best first, the others in no particular order.
     pub fn paths(&self) -> &[Path] {
         &self.paths
     }
 
     /// The best path.
     pub fn best(&self) -> Option<&Path> {
-        self.best.and_then(|i| self.paths.get(i))
+        self.paths.first()
     }
 
     /// The paths to install together (ECMP, [`crate::best_path::multipath`]), best first.
-    pub fn multipath(&self, max_paths: usize) -> Vec<&Path> {
+    pub fn multipath(&self, max_paths: usize) -> Multipath<'_> {
+        if let [only] = self.paths.as_slice() {
+            return smallvec![only];
+        }
         crate::best_path::multipath(&self.paths, max_paths)
             .into_iter()
             .filter_map(|i| self.paths.get(i))
             .collect()
     }
 
-    /// Reselects after a change; `before` is the best path before it.
-    fn reselect(&mut self, before: Option<Path>) -> bool {
-        self.best = best_path(&self.paths);
-        before.as_ref() != self.best()
+    /// Moves the best path to the front after a change; the source of the best path now.
+    fn reselect(&mut self) -> Option<PathSource> {
+        if let Some(best) = best_path(&self.paths) {
+            self.paths.swap(0, best);
+        }
+        self.paths.first().map(|path| path.source)
     }
 }
 
 /// The Loc-RIB: accepted paths per prefix and the best of each (RFC 4271 §3.2, §9.1).
+///
+/// It also counts the paths of each source, so that a peer's accepted prefixes
+/// ([`LocRib::count`]) cost no walk.
 #[derive(Debug, Clone, Default)]
 pub struct LocRib {
-    destinations: BTreeMap<Prefix, Destination>,
+    destinations: PrefixMap<Destination>,
+    counts: HashMap<PathSource, usize>,
 }
 
 impl LocRib {
     /// Adds or replaces the path of `path.source` to `prefix`; whether the best path changed.
     pub fn insert(&mut self, prefix: Prefix, path: Path) -> bool {
-        let destination = self.destinations.entry(prefix).or_default();
-        let before = destination.best().cloned();
-        match destination.paths.iter_mut().find(|p| p.source == path.source) {
-            Some(existing) => *existing = path,
-            None => destination.paths.push(path),
+        let destination = self.destinations.get_or_insert_with(prefix, Destination::default);
+        let before = destination.best().map(|best| best.source);
+        let source = path.source;
+        let replaced = match destination.paths.iter_mut().find(|p| p.source == source) {
+            Some(existing) => Some(std::mem::replace(existing, path)),
+            None => {
+                destination.paths.push(path);
+                *self.counts.entry(source).or_default() += 1;
+                None
+            }
+        };
+        let after = destination.reselect();
+        if before != after {
+            return true;
         }
-        destination.reselect(before)
+        // The same source is best: the change shows only if it was its path that changed.
+        match (replaced, destination.best()) {
+            (Some(old), Some(best)) if best.source == source => old.attributes != best.attributes,
+            _ => false,
+        }
     }
 
     /// Removes the path of `source` to `prefix`, if any; whether the best path changed.
@@ -109,23 +143,29 @@ impl LocRib {
         let Some(destination) = self.destinations.get_mut(prefix) else {
             return false;
         };
-        let (count, best) = (destination.paths.len(), destination.best().cloned());
-        destination.paths.retain(|p| &p.source != source);
-        if destination.paths.len() == count {
+        let Some(index) = destination.paths.iter().position(|p| &p.source == source) else {
             return false;
+        };
+        let before = destination.best().map(|best| best.source);
+        destination.paths.swap_remove(index);
+        if let Some(count) = self.counts.get_mut(source) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(source);
+            }
         }
-        let changed = destination.reselect(best);
+        let after = destination.reselect();
         if destination.paths.is_empty() {
             self.destinations.remove(prefix);
         }
-        changed
+        before != after
     }
 
     /// The paths to `prefix` to install together (ECMP), best first; empty if none.
-    pub fn multipath(&self, prefix: &Prefix, max_paths: usize) -> Vec<&Path> {
+    pub fn multipath(&self, prefix: &Prefix, max_paths: usize) -> Multipath<'_> {
         self.destinations
             .get(prefix)
-            .map_or_else(Vec::new, |destination| destination.multipath(max_paths))
+            .map_or_else(SmallVec::new, |destination| destination.multipath(max_paths))
     }
 
     /// Whether `source` has a path to `prefix`.
@@ -133,6 +173,11 @@ impl LocRib {
         self.destinations
             .get(prefix)
             .is_some_and(|destination| destination.paths.iter().any(|p| &p.source == source))
+    }
+
+    /// How many prefixes `source` has a path to.
+    pub fn count(&self, source: &PathSource) -> usize {
+        self.counts.get(source).copied().unwrap_or(0)
     }
 
     /// The best path to `prefix`.
@@ -168,7 +213,7 @@ pub enum OutChange {
 /// What we advertised to one peer (RFC 4271 §3.2).
 #[derive(Debug, Clone, Default)]
 pub struct AdjRibOut {
-    routes: BTreeMap<Prefix, Arc<PathAttributes>>,
+    routes: PrefixMap<Arc<PathAttributes>>,
 }
 
 impl AdjRibOut {
@@ -204,7 +249,7 @@ impl AdjRibOut {
 
     /// Forgets everything (the session went down).
     pub fn clear(&mut self) {
-        self.routes.clear();
+        self.routes = PrefixMap::default();
     }
 }
 

@@ -1,13 +1,15 @@
 //! The BGP instance: the one task that owns all routing state of the speaker.
 //!
-//! Owns the Loc-RIB (with the originated prefixes in it), each peer's Adj-RIB-In and
+//! Owns the Loc-RIB (with the originated prefixes in it), each peer's rejected prefixes and
 //! Adj-RIB-Out, and each peer's status. Session tasks ([`crate::session`]) report to it over one
 //! bounded queue; it answers control requests ([`crate::control`]) from another. Route logic is
 //! the pure core's ([`weft_bgp_proto::rib`], [`weft_bgp_proto::export`],
 //! [`weft_bgp_proto::update`]); this module feeds it and sends what changed:
 //! - Established: advertise the peer's whole export, then End-of-RIB per family (RFC 4724 §2)
 //!   — except while route selection is deferred after our own restart (below);
-//! - UPDATE: Adj-RIB-In, import policy and loop check, Loc-RIB; re-export changed best paths;
+//! - UPDATE: import policy and loop check, then the Loc-RIB (what is rejected is remembered by
+//!   prefix only: no Adj-RIB-In copy of accepted routes; attribute sets interned, one copy
+//!   each across UPDATEs); re-export changed best paths;
 //! - Down: the peer's routes leave the Loc-RIB and the change goes to the other peers — or, when
 //!   the peer can restart gracefully and the connection was lost without a NOTIFICATION (RFC
 //!   4724 §4.2, [`weft_bgp_proto::graceful_restart`]), they stay, marked stale, until the
@@ -40,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use weft_bgp_proto::advertisement_interval::AdvertisementInterval;
 use weft_bgp_proto::export::{ExportSession, export_attributes, import};
 use weft_bgp_proto::graceful_restart::{SessionEnd, families_flushed_on_reestablish, families_kept};
+use weft_bgp_proto::intern::AttributeSets;
 use weft_bgp_proto::notification::CeaseSubcode;
 use weft_bgp_proto::rib::OutChange;
 use weft_bgp_proto::route::{AsPath, Origin};
@@ -48,7 +51,7 @@ use weft_bgp_proto::update::{advertisements, end_of_rib, end_of_rib_family, fami
 use weft_bgp_proto::wire::iana::RouteRefreshSubcode;
 use weft_bgp_proto::wire::update::BgpUpdateMessage;
 use weft_bgp_proto::{
-    AddressType, AdjRibIn, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
+    AddressType, AdjRibOut, LocRib, Negotiated, Path, PathAttributes, PathSource, PeerInfo, Prefix, State,
 };
 
 mod advertisement_interval;
@@ -62,13 +65,19 @@ use crate::kernel::{FibChange, FibRequest};
 use crate::session::{PeerCommand, PeerEvent};
 use graceful_restart::{Deferral, STALE_PATH_TIME, Stale};
 
+/// Most prefixes in one batch of changes to the FIB task.
+const FIB_BATCH: usize = 1024;
+
 /// One configured peer as the instance sees it.
 #[derive(Debug)]
 struct Peer {
     config: PeerConfig,
     state: State,
     session: Option<Established>,
-    adj_rib_in: AdjRibIn,
+    /// What the peer advertised on this session and import policy or loop detection rejected.
+    /// The accepted rest is in the Loc-RIB: weft keeps no Adj-RIB-In copy of it (BIRD keeps
+    /// none either by default). A changed import policy takes a new session (see Reload).
+    rejected: BTreeSet<Prefix>,
     adj_rib_out: AdjRibOut,
     commands: mpsc::Sender<PeerCommand>,
     /// Routes kept after the session ended (graceful restart helper).
@@ -103,12 +112,25 @@ struct Established {
 }
 
 impl Peer {
+    /// How many prefixes the peer advertises on its session, before import policy: its paths
+    /// in the Loc-RIB (less the stale ones its previous session left) and the rejected ones.
+    fn received(&self, loc_rib: &LocRib) -> usize {
+        let Some(session) = &self.session else { return 0 };
+        let source = PathSource::Peer(session.export.peer);
+        let stale = self
+            .stale
+            .as_ref()
+            .filter(|stale| stale.source == source)
+            .map_or(0, |stale| stale.prefixes.len());
+        loc_rib.count(&source).saturating_sub(stale) + self.rejected.len()
+    }
+
     fn new(config: PeerConfig, commands: mpsc::Sender<PeerCommand>) -> Self {
         Self {
             config,
             state: State::Idle,
             session: None,
-            adj_rib_in: AdjRibIn::default(),
+            rejected: BTreeSet::new(),
             adj_rib_out: AdjRibOut::default(),
             commands,
             stale: None,
@@ -159,6 +181,8 @@ pub struct Instance {
     /// Our cluster id for loop detection, whether we reflect or not.
     own_cluster_id: std::net::Ipv4Addr,
     loc_rib: LocRib,
+    /// One copy of each distinct attribute set the Loc-RIB's learned paths carry.
+    attribute_sets: AttributeSets,
     peers: BTreeMap<IpAddr, Peer>,
     /// The FIB task's queue, when `kernel.install` is on.
     fib: Option<mpsc::Sender<FibRequest>>,
@@ -203,6 +227,7 @@ impl Instance {
                 .then_some(config.cluster_id),
             own_cluster_id: config.cluster_id,
             loc_rib,
+            attribute_sets: AttributeSets::default(),
             peers,
             deferral: (restarting && fib.is_some()).then(|| Deferral::new(config.select_defer_time)),
             fib,
@@ -474,18 +499,20 @@ impl Instance {
         let mut touched = stale_withdrawn.clone();
         changed.extend(stale_withdrawn);
         for prefix in routes.withdrawn {
-            if peer.adj_rib_in.remove(&prefix) {
+            let rejected = peer.rejected.remove(&prefix);
+            if rejected || self.loc_rib.contains(&prefix, &source) {
                 touched.push(prefix);
                 if self.loc_rib.remove(&prefix, &source) {
                     changed.push(prefix);
                 }
             }
         }
+        // The last set imported and its interned copy: an UPDATE's prefixes share one set.
+        let mut last: Option<(Arc<PathAttributes>, Arc<PathAttributes>)> = None;
         for (prefix, attributes) in routes.advertised {
             if !session.carries(&prefix) {
                 continue; // RFC 4760 §7: a family that was not negotiated is ignored
             }
-            peer.adj_rib_in.insert(prefix, attributes.clone());
             touched.push(prefix);
             let external = !session.export.peer.internal;
             // RFC 4456 §8: a route reflected back to us has looped.
@@ -496,8 +523,24 @@ impl Instance {
                 import(&peer.config.import, local_asn, external, &prefix, &attributes)
             };
             let best_changed = match imported {
-                Some(attributes) => self.loc_rib.insert(prefix, Path { source, attributes }),
-                None => self.loc_rib.remove(&prefix, &source),
+                Some(imported) => {
+                    if !peer.rejected.is_empty() {
+                        peer.rejected.remove(&prefix);
+                    }
+                    let attributes = match &last {
+                        Some((seen, interned)) if Arc::ptr_eq(seen, &imported) => interned.clone(),
+                        _ => {
+                            let interned = self.attribute_sets.intern(imported.clone());
+                            last = Some((imported, interned.clone()));
+                            interned
+                        }
+                    };
+                    self.loc_rib.insert(prefix, Path { source, attributes })
+                }
+                None => {
+                    peer.rejected.insert(prefix);
+                    self.loc_rib.remove(&prefix, &source)
+                }
             };
             if best_changed {
                 changed.push(prefix);
@@ -514,12 +557,13 @@ impl Instance {
         let Some(max_prefix) = peer.config.max_prefix else {
             return;
         };
-        if peer.adj_rib_in.len() <= max_prefix.limit {
+        let received = peer.received(&self.loc_rib);
+        if received <= max_prefix.limit {
             return;
         }
         tracing::warn!(
             peer = %address,
-            received = peer.adj_rib_in.len(),
+            received,
             limit = max_prefix.limit,
             "max-prefix exceeded: ending the session"
         );
@@ -539,6 +583,21 @@ impl Instance {
         let Some(session) = peer.session.take() else { return };
         let source = PathSource::Peer(session.export.peer);
         let kept = families_kept(self.helper, &session.negotiated, end);
+        // What the session advertised and import accepted: its paths in the Loc-RIB, less the
+        // stale ones of the session before (not advertised again; handled with the stale).
+        let advertised: Vec<Prefix> = self
+            .loc_rib
+            .iter()
+            .filter(|(prefix, destination)| {
+                destination.paths().iter().any(|path| path.source == source)
+                    && !peer
+                        .stale
+                        .as_ref()
+                        .is_some_and(|old| old.source == source && old.prefixes.contains(*prefix))
+            })
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        peer.rejected.clear();
         // Stale routes of an earlier restart from another router id are not carried over.
         let mut touched: Vec<Prefix> = match peer.stale.take() {
             Some(old) if old.source != source => {
@@ -559,7 +618,7 @@ impl Instance {
             !keep
         });
         let mut changed = Vec::new();
-        for prefix in peer.adj_rib_in.clear() {
+        for prefix in advertised {
             if kept.contains(&family_of(&prefix)) && self.loc_rib.contains(&prefix, &source) {
                 stale.insert(prefix);
                 continue;
@@ -593,22 +652,25 @@ impl Instance {
 
     /// Tells the FIB task what the kernel should hold for each of `prefixes`: the next hops of
     /// the best learned paths (ECMP, up to `max_paths`); the FIB task skips what is unchanged.
+    /// Sent in batches of at most [`FIB_BATCH`] prefixes (one per UPDATE, as a rule).
     async fn program_fib(&self, prefixes: &[Prefix]) {
         let Some(fib) = &self.fib else { return };
-        for prefix in prefixes {
-            // Only learned paths go to the kernel; an originated prefix is ours to serve.
-            let next_hops = self
-                .loc_rib
-                .multipath(prefix, self.max_paths)
-                .into_iter()
-                .filter(|path| path.source != PathSource::Local)
-                .map(|path| path.attributes.next_hop)
+        for chunk in prefixes.chunks(FIB_BATCH) {
+            let changes = chunk
+                .iter()
+                .map(|prefix| FibChange {
+                    prefix: *prefix,
+                    // Only learned paths go to the kernel; an originated prefix is ours to serve.
+                    next_hops: self
+                        .loc_rib
+                        .multipath(prefix, self.max_paths)
+                        .into_iter()
+                        .filter(|path| path.source != PathSource::Local)
+                        .map(|path| path.attributes.next_hop)
+                        .collect(),
+                })
                 .collect();
-            let change = FibChange {
-                prefix: *prefix,
-                next_hops,
-            };
-            if fib.send(FibRequest::Change(change)).await.is_err() {
+            if fib.send(FibRequest::Changes(changes)).await.is_err() {
                 tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
                 return;
             }

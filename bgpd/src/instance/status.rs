@@ -43,7 +43,7 @@ impl Instance {
                 address: peer.config.address.to_string(),
                 state: peer.state,
                 uptime_seconds: peer.session.as_ref().map_or(0, |s| s.since.elapsed().as_secs()),
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: peer
                     .session
                     .as_ref()
@@ -65,7 +65,7 @@ impl Instance {
                 address: peer.config.address.to_string(),
                 asn: peer.config.asn,
                 state: peer.state.name(),
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: peer
                     .session
                     .as_ref()
@@ -125,7 +125,7 @@ impl Instance {
                 }),
             }),
             counters: NeighborCounters {
-                prefixes_received: peer.adj_rib_in.len(),
+                prefixes_received: peer.received(&self.loc_rib),
                 prefixes_accepted: session.map_or(0, |s| count_from(&self.loc_rib, &PathSource::Peer(s.export.peer))),
                 prefixes_sent: peer.adj_rib_out.len(),
                 prefixes_stale: peer.stale.as_ref().map_or(0, |stale| stale.prefixes.len()),
@@ -215,9 +215,8 @@ fn family_name(family: AddressType) -> Option<&'static str> {
     }
 }
 
+/// The prefixes `source` has a path to: a counter the Loc-RIB keeps, no walk (`weftctl bgp
+/// peers` may be polled while a full table arrives).
 fn count_from(loc_rib: &LocRib, source: &PathSource) -> usize {
-    loc_rib
-        .iter()
-        .filter(|(_, destination)| destination.paths().iter().any(|p| &p.source == source))
-        .count()
+    loc_rib.count(source)
 }
