@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_bgp_proto::advertisement_interval::AdvertisementInterval;
@@ -193,6 +193,19 @@ pub struct Instance {
     /// After our own restart: route selection deferral, until which nothing is advertised, and
     /// then the kernel reconcile; `None` once over (or when there was no restart).
     deferral: Option<Deferral>,
+    /// Control requests (`weftctl`, reloads), from [`Instance::run`] on: answered between events
+    /// and also while an event waits for room in the FIB queue.
+    control: Option<mpsc::Receiver<ControlRequest>>,
+    /// A reload that came while an event waited for the FIB: applied once that event is done.
+    reload_waiting: Option<(Box<crate::reload::InstanceReload>, oneshot::Sender<()>)>,
+}
+
+/// The next control request, or never if there is no queue.
+async fn next_request(control: &mut Option<mpsc::Receiver<ControlRequest>>) -> Option<ControlRequest> {
+    match control {
+        Some(control) => control.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Instance {
@@ -233,6 +246,8 @@ impl Instance {
             fib,
             max_paths: config.kernel_max_paths,
             helper: config.graceful_restart.is_some(),
+            control: None,
+            reload_waiting: None,
         }
     }
 
@@ -240,11 +255,16 @@ impl Instance {
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<PeerEvent>,
-        mut control: mpsc::Receiver<ControlRequest>,
+        control: mpsc::Receiver<ControlRequest>,
         cancel: CancellationToken,
     ) {
+        self.control = Some(control);
         self.end_deferral_when_in_sync().await;
         loop {
+            if let Some((reload, done)) = self.reload_waiting.take() {
+                self.reload(*reload).await;
+                let _ = done.send(());
+            }
             let deadline = self.next_deadline().into_iter().chain(self.next_advertisement()).min();
             let timer =
                 tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
@@ -254,7 +274,7 @@ impl Instance {
                     Some(event) => self.handle(event).await,
                     None => return,
                 },
-                Some(request) = control.recv() => match request {
+                Some(request) = next_request(&mut self.control) => match request {
                     ControlRequest::Reload(reload, done) => {
                         self.reload(*reload).await;
                         let _ = done.send(());
@@ -653,8 +673,11 @@ impl Instance {
     /// Tells the FIB task what the kernel should hold for each of `prefixes`: the next hops of
     /// the best learned paths (ECMP, up to `max_paths`); the FIB task skips what is unchanged.
     /// Sent in batches of at most [`FIB_BATCH`] prefixes (one per UPDATE, as a rule).
-    async fn program_fib(&self, prefixes: &[Prefix]) {
-        let Some(fib) = &self.fib else { return };
+    ///
+    /// While the FIB task is behind, status requests are answered (a reload waits for the
+    /// event loop): `weftctl bgp peers` keeps answering while a million routes leave the kernel.
+    async fn program_fib(&mut self, prefixes: &[Prefix]) {
+        let Some(fib) = self.fib.clone() else { return };
         for chunk in prefixes.chunks(FIB_BATCH) {
             let changes = chunk
                 .iter()
@@ -670,9 +693,21 @@ impl Instance {
                         .collect(),
                 })
                 .collect();
-            if fib.send(FibRequest::Changes(changes)).await.is_err() {
-                tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
-                return;
+            let permit = loop {
+                tokio::select! {
+                    permit = fib.reserve() => break permit,
+                    Some(request) = next_request(&mut self.control), if self.reload_waiting.is_none() => match request {
+                        ControlRequest::Reload(reload, done) => self.reload_waiting = Some((reload, done)),
+                        request => self.answer(request),
+                    },
+                }
+            };
+            match permit {
+                Ok(permit) => permit.send(FibRequest::Changes(changes)),
+                Err(_) => {
+                    tracing::warn!("the FIB task is gone; kernel routes no longer follow the RIB");
+                    return;
+                }
             }
         }
     }
