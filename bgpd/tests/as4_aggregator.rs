@@ -57,13 +57,13 @@ fn a_four_octet_aggregator_reaches_a_two_octet_bird_through_as4_aggregator() -> 
         return Ok(());
     }
     let mut frr = Frr::new("agg-frr")?;
-    let bird = Netns::new("agg-bird")?;
+    let bird_netns = Netns::new("agg-bird")?;
     let node = WeftNode::new("agg-node")?;
     frr.netns.veth("eth-node", &node.netns, "eth-tor")?;
     frr.netns.add_address("eth-node", &format!("{TOR_V4}/24"))?;
     node.netns.add_address("eth-tor", &format!("{NODE_V4}/24"))?;
-    bird.veth("eth-node", &node.netns, "eth-bird")?;
-    bird.add_address("eth-node", &format!("{BIRD}/24"))?;
+    bird_netns.veth("eth-node", &node.netns, "eth-bird")?;
+    bird_netns.add_address("eth-node", &format!("{BIRD}/24"))?;
     node.netns.add_address("eth-bird", &format!("{NODE_TO_BIRD}/24"))?;
     frr.configure(&frr_conf())?;
     node.configure(
@@ -73,30 +73,7 @@ fn a_four_octet_aggregator_reaches_a_two_octet_bird_through_as4_aggregator() -> 
             WeftPeer::new(BIRD, 65000, "ipv4-unicast"),
         ],
     )?;
-    let dir = tempfile::tempdir()?;
-    let (conf, ctl, pid) = (
-        dir.path().join("bird.conf"),
-        dir.path().join("bird.ctl"),
-        dir.path().join("bird.pid"),
-    );
-    std::fs::write(&conf, bird_conf())?;
-    let _bird = bird.spawn(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap_or_default(),
-        "-s",
-        ctl.to_str().unwrap_or_default(),
-        "-P",
-        pid.to_str().unwrap_or_default(),
-    ])?;
-    let birdc = |command: &str| -> Result<String> {
-        let output = std::process::Command::new("birdc")
-            .args(["-s", ctl.to_str().unwrap_or_default()])
-            .args(command.split_whitespace())
-            .output()?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+    let bird = Bird::start(&bird_netns, &bird_conf())?;
     frr.start()?;
     let _weft = node.start()?;
     wait_until("weft's sessions with FRR and BIRD Established", DEADLINE, POLL, || {
@@ -106,9 +83,9 @@ fn a_four_octet_aggregator_reaches_a_two_octet_bird_through_as4_aggregator() -> 
     let learned = node.wait_for_route(AGGREGATE)?;
     assert_eq!(learned["aggregator"], format!("4200000002 {TOR_V4}"), "{learned}");
     wait_until("BIRD to learn the aggregate", DEADLINE, POLL, || {
-        Ok::<_, anyhow::Error>(birdc(&format!("show route {AGGREGATE}"))?.contains(AGGREGATE))
+        Ok::<_, anyhow::Error>(bird.birdc(&format!("show route {AGGREGATE}"))?.contains(AGGREGATE))
     })?;
-    let route = birdc(&format!("show route all {AGGREGATE}"))?;
+    let route = bird.birdc(&format!("show route all {AGGREGATE}"))?;
     let aggregator = route
         .lines()
         .find(|line| line.contains("BGP.aggregator"))

@@ -184,40 +184,17 @@ fn bird_takes_wefts_1500_prefixes_in_one_extended_update() -> Result<()> {
     let tor = weft_topology_tests::Netns::new("xm-bird")?;
     let node = WeftNode::new("xm-bnode")?;
     wire(&tor, &node.netns)?;
-    let dir = tempfile::tempdir()?;
-    let (conf, ctl, pid) = (
-        dir.path().join("bird.conf"),
-        dir.path().join("bird.ctl"),
-        dir.path().join("bird.pid"),
-    );
-    std::fs::write(&conf, bird_conf())?;
     let originate = prefixes(16);
     let originate: Vec<&str> = originate.iter().map(String::as_str).collect();
     let peer = WeftPeer::new(TOR_V4, 4_200_000_001, "ipv4-unicast").with("extended_messages: true");
     node.configure_originating(&originate, "", &[peer])?;
-    let _bird = tor.spawn(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap_or_default(),
-        "-s",
-        ctl.to_str().unwrap_or_default(),
-        "-P",
-        pid.to_str().unwrap_or_default(),
-    ])?;
-    let birdc = |command: &str| -> Result<String> {
-        let output = std::process::Command::new("birdc")
-            .args(["-s", ctl.to_str().unwrap_or_default()])
-            .args(command.split_whitespace())
-            .output()?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+    let bird = Bird::start(&tor, &bird_conf())?;
     let _weft = node.start()?;
     wait_until("weft's session with BIRD Established", DEADLINE, POLL, || {
         node.established(1)
     })?;
     wait_until("BIRD to import weft's 1,500 prefixes", DEADLINE, POLL, || {
-        let protocol = birdc("show protocols all weft")?;
+        let protocol = bird.birdc("show protocols all weft")?;
         Ok::<_, anyhow::Error>(protocol.contains(&format!("{PREFIXES} imported")))
     })?;
     wait_until("weft to accept BIRD's 1,500 prefixes", DEADLINE, POLL, || {

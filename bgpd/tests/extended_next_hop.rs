@@ -207,32 +207,9 @@ fn ipv4_routes_cross_an_ipv6_only_session_with_bird_both_ways_into_both_kernels(
     let tor = Netns::new("enh-bird")?;
     let node = WeftNode::new("enh-bnode")?;
     ipv6_only_link(&tor, &node.netns)?;
-    let dir = tempfile::tempdir()?;
-    let (conf, ctl, pid) = (
-        dir.path().join("bird.conf"),
-        dir.path().join("bird.ctl"),
-        dir.path().join("bird.pid"),
-    );
-    std::fs::write(&conf, bird_conf())?;
     let peer = WeftPeer::new(TOR_V6, 4_200_000_001, "ipv4-unicast, ipv6-unicast").with("extended_next_hop: true");
     node.configure("", &[peer])?;
-    let _bird = tor.spawn(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap_or_default(),
-        "-s",
-        ctl.to_str().unwrap_or_default(),
-        "-P",
-        pid.to_str().unwrap_or_default(),
-    ])?;
-    let birdc = |command: &str| -> Result<String> {
-        let output = std::process::Command::new("birdc")
-            .args(["-s", ctl.to_str().unwrap_or_default()])
-            .args(command.split_whitespace())
-            .output()?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+    let bird = Bird::start(&tor, &bird_conf())?;
     let _weft = node.start()?;
     wait_until("weft's IPv6 session with BIRD Established", DEADLINE, POLL, || {
         node.established(1)
@@ -240,9 +217,12 @@ fn ipv4_routes_cross_an_ipv6_only_session_with_bird_both_ways_into_both_kernels(
 
     // BIRD learns weft's IPv4 prefix through weft's IPv6 address, into its kernel via inet6.
     wait_until("BIRD to learn weft's IPv4 prefix", DEADLINE, POLL, || {
-        Ok::<_, anyhow::Error>(birdc(&format!("show route {NODE_PREFIX_V4}"))?.contains(NODE_PREFIX_V4))
+        Ok::<_, anyhow::Error>(
+            bird.birdc(&format!("show route {NODE_PREFIX_V4}"))?
+                .contains(NODE_PREFIX_V4),
+        )
     })?;
-    let route = birdc(&format!("show route all {NODE_PREFIX_V4}"))?;
+    let route = bird.birdc(&format!("show route all {NODE_PREFIX_V4}"))?;
     assert!(
         route.contains(&format!("via {NODE_V6}")) && route.contains("BGP.as_path: 65001"),
         "{route}"

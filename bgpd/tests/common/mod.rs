@@ -1,5 +1,5 @@
 //! What the interop tests share: a weft-bgpd node in a namespace of its own, the wire between it
-//! and a top-of-rack router, and one adapter per real peer implementation (FRR, GoBGP), each
+//! and a top-of-rack router, and one adapter per real peer implementation (FRR, GoBGP, BIRD), each
 //! with its own sockets and pid files in a temporary directory (never the system's).
 //!
 //! Topology of every lab (only 198.18.0.0/15 and 2001:db8::/32, namespaces made and removed by
@@ -289,6 +289,44 @@ impl WeftNode {
         let v4 = self.netns.run(&["ip", "-4", "route", "show", "proto", "87"])?.stdout;
         let v6 = self.netns.run(&["ip", "-6", "route", "show", "proto", "87"])?.stdout;
         Ok(v4 + &v6)
+    }
+}
+
+/// BIRD 2 in a namespace the test made (`bird -f`), with its configuration, control socket and
+/// pid file in a temporary directory; it ends with the value.
+pub struct Bird {
+    // Declared first: the process ends before its directory goes.
+    _process: Process,
+    ctl: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Bird {
+    /// Starts BIRD in `netns` with `conf` as its configuration.
+    pub fn start(netns: &Netns, conf: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (path, ctl, pid) = (
+            dir.path().join("bird.conf"),
+            dir.path().join("bird.ctl"),
+            dir.path().join("bird.pid"),
+        );
+        std::fs::write(&path, conf)?;
+        let text = |path: &PathBuf| path.to_str().unwrap_or_default().to_owned();
+        let process = netns.spawn(&["bird", "-f", "-c", &text(&path), "-s", &text(&ctl), "-P", &text(&pid)])?;
+        Ok(Self {
+            _process: process,
+            ctl,
+            _dir: dir,
+        })
+    }
+
+    /// What `birdc COMMAND` prints.
+    pub fn birdc(&self, command: &str) -> Result<String> {
+        let output = Command::new("birdc")
+            .args(["-s", self.ctl.to_str().unwrap_or_default()])
+            .args(command.split_whitespace())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 
